@@ -1,0 +1,65 @@
+"""System checks: configuration mistakes show up in ``manage.py check``."""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from django.apps import AppConfig
+from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections, router
+
+from django_quickworker.conf import conf
+from django_quickworker.models import WorkerJob
+
+# Readings of the QUICKWORKER settings; each raises ImproperlyConfigured naming a bad value.
+SETTING_READINGS: list[Callable[[], object]] = [
+    lambda: conf.retain_succeeded,
+    lambda: conf.retain_failed,
+    lambda: conf.max_attempts,
+    lambda: conf.cron_time_zone,
+]
+
+
+@register()
+def check_configuration(
+    app_configs: Sequence[AppConfig] | None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Report every environment variable and QUICKWORKER setting that cannot be used."""
+    errors = _errors("quickworker.E001", lambda: conf.worker_count)
+    errors += _errors("quickworker.E002", lambda: conf.worker_log_level)
+    shape_errors = _errors("quickworker.E003", conf.user_settings)
+    if shape_errors:  # a malformed QUICKWORKER dict leaves no setting to check
+        return errors + shape_errors
+    for read in SETTING_READINGS:
+        errors += _errors("quickworker.E004", read)
+    return errors
+
+
+def _errors(check_id: str, read: Callable[[], object]) -> list[CheckMessage]:
+    try:
+        read()
+    except ImproperlyConfigured as error:
+        return [Error(str(error), id=check_id)]
+    return []
+
+
+@register()
+def check_sqlite_transaction_mode(
+    app_configs: Sequence[AppConfig] | None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Warn when SQLite transactions start deferred, which makes concurrent writers fail."""
+    alias = router.db_for_write(WorkerJob)
+    connection = connections[alias]
+    if connection.vendor != "sqlite":
+        return []
+    mode = connection.settings_dict.get("OPTIONS", {}).get("transaction_mode")
+    if mode == "IMMEDIATE":
+        return []
+    return [
+        Warning(
+            f"The SQLite database {alias!r} starts transactions in {mode or 'DEFERRED'} mode, "
+            "so workers and submissions writing at once fail with 'database is locked'.",
+            hint=f"Set DATABASES[{alias!r}]['OPTIONS']['transaction_mode'] = 'IMMEDIATE'.",
+            id="quickworker.W001",
+        )
+    ]

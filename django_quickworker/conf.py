@@ -1,0 +1,111 @@
+"""Settings, read lazily so that ``override_settings`` and the environment just work.
+
+``WORKER_COUNT`` and ``WORKER_LOG_LEVEL`` come from the environment (as in QuickDapp);
+everything else comes from the ``QUICKWORKER`` dict in Django settings.
+"""
+
+import os
+from datetime import timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import environ
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from django_quickworker.schedule import to_timedelta
+from django_quickworker.exceptions import InvalidDuration
+
+#: Every ``QUICKWORKER`` setting with its default.
+DEFAULTS: dict[str, Any] = {
+    "RETAIN_SUCCEEDED": 3600,  # seconds a succeeded row is kept after it finished (1 hour)
+    "RETAIN_FAILED": 7 * 86400,  # seconds a failed or cancelled row is kept (7 days)
+    "MAX_ATTEMPTS": 5,  # runs allowed when retrying on failure and no max_attempts is given
+    "CRON_TIME_ZONE": None,  # time zone name for cron schedules; None means TIME_ZONE
+}
+
+#: Environment variables and their defaults.
+ENV_DEFAULTS: dict[str, str] = {
+    "WORKER_COUNT": "1",  # "cpus" (one per core) or a positive integer
+    "WORKER_LOG_LEVEL": "info",  # debug, info, warning or error
+}
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+env = environ.Env()
+
+
+class Conf:
+    """Typed, lazy access to django-quickworker's configuration."""
+
+    @property
+    def worker_count(self) -> int:
+        raw = env.str("WORKER_COUNT", default=ENV_DEFAULTS["WORKER_COUNT"]).strip()
+        if raw == "cpus":
+            return os.cpu_count() or 1
+        if not raw.isdigit() or int(raw) < 1:
+            raise ImproperlyConfigured(
+                f"WORKER_COUNT={raw!r} is invalid; use 'cpus' or a positive integer."
+            )
+        return int(raw)
+
+    @property
+    def worker_log_level(self) -> str:
+        raw = env.str("WORKER_LOG_LEVEL", default=ENV_DEFAULTS["WORKER_LOG_LEVEL"])
+        level = raw.strip().lower()
+        if level not in LOG_LEVELS:
+            raise ImproperlyConfigured(
+                f"WORKER_LOG_LEVEL={raw!r} is invalid; use one of {', '.join(LOG_LEVELS)}."
+            )
+        return level
+
+    @property
+    def retain_succeeded(self) -> timedelta:
+        return self._duration("RETAIN_SUCCEEDED")
+
+    @property
+    def retain_failed(self) -> timedelta:
+        return self._duration("RETAIN_FAILED")
+
+    @property
+    def max_attempts(self) -> int:
+        value = self._get("MAX_ATTEMPTS")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ImproperlyConfigured(
+                f"QUICKWORKER['MAX_ATTEMPTS']={value!r} is invalid; use a positive integer."
+            )
+        return value
+
+    @property
+    def cron_time_zone(self) -> ZoneInfo:
+        name = self._get("CRON_TIME_ZONE") or settings.TIME_ZONE or "UTC"
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, TypeError):
+            raise ImproperlyConfigured(
+                f"QUICKWORKER['CRON_TIME_ZONE']={name!r} is not a known time zone name."
+            ) from None
+
+    def user_settings(self) -> dict[str, Any]:
+        """Return the ``QUICKWORKER`` dict, refusing a non-dict or unknown keys."""
+        value = getattr(settings, "QUICKWORKER", {})
+        if not isinstance(value, dict):
+            raise ImproperlyConfigured(f"QUICKWORKER={value!r} must be a dict.")
+        unknown = sorted(set(value) - set(DEFAULTS))
+        if unknown:
+            raise ImproperlyConfigured(
+                f"QUICKWORKER has unknown keys {unknown!r}; known keys are {sorted(DEFAULTS)!r}."
+            )
+        return value
+
+    def _get(self, name: str) -> Any:
+        return self.user_settings().get(name, DEFAULTS[name])
+
+    def _duration(self, name: str) -> timedelta:
+        try:
+            return to_timedelta(self._get(name), f"QUICKWORKER[{name!r}]")
+        except InvalidDuration as error:
+            raise ImproperlyConfigured(str(error)) from None
+
+
+conf = Conf()

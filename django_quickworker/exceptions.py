@@ -1,0 +1,41 @@
+"""Exceptions raised by django-quickworker."""
+
+
+class QuickworkerError(Exception):
+    """Base class of django-quickworker's exceptions. Do not raise directly."""
+
+
+class InvalidJobError(QuickworkerError, ValueError):
+    """A job submission or registration was refused; nothing was written."""
+
+
+class InvalidJobTypeName(InvalidJobError):
+    """A job type name is not an identifier-like string."""
+
+
+class UnknownJobType(InvalidJobError, LookupError):
+    """No job function is registered under this type name."""
+
+
+class InvalidJobData(InvalidJobError):
+    """Job data does not survive a round trip through JSON."""
+
+
+class InvalidCronSchedule(InvalidJobError):
+    """A cron string cannot be parsed."""
+
+
+class InvalidDuration(InvalidJobError):
+    """A delay, timeout or retention is negative or not a duration."""
+
+
+class InvalidDue(InvalidJobError):
+    """The due time is naive, or given together with a delay."""
+
+
+class InvalidUser(InvalidJobError):
+    """The user is neither a user, an existing user id nor None."""
+
+
+class InvalidOption(InvalidJobError):
+    """Another submission option (tag, queue, priority, on_duplicate_tag...) is invalid."""

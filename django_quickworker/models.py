@@ -1,0 +1,170 @@
+"""The queue: one ``WorkerJob`` row per job, from scheduled to finished."""
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Case, ExpressionWrapper, F, Q, Value, When
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from django_quickworker.conf import conf
+
+
+class Status(models.TextChoices):
+    SCHEDULED = "scheduled", _("scheduled")
+    RUNNING = "running", _("running")
+    SUCCEEDED = "succeeded", _("succeeded")
+    FAILED = "failed", _("failed")
+    CANCELLED = "cancelled", _("cancelled")
+
+
+FINISHED_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+# The status is indexed, so it must never disagree with the timestamps; the database
+# refuses any row where it does, whatever code wrote it.
+STATUS_MATCHES_TIMESTAMPS = (
+    Q(status=Status.SCHEDULED, started__isnull=True, finished__isnull=True, success__isnull=True)
+    | Q(status=Status.RUNNING, started__isnull=False, finished__isnull=True, success__isnull=True)
+    | Q(status=Status.SUCCEEDED, started__isnull=False, finished__isnull=False, success=True)
+    | Q(status__in=[Status.FAILED, Status.CANCELLED], finished__isnull=False, success=False)
+)
+
+
+class WorkerJobQuerySet(models.QuerySet["WorkerJob"]):
+    def scheduled(self) -> "WorkerJobQuerySet":
+        """Jobs waiting to be claimed, due or not (QuickDapp's "pending")."""
+        return self.filter(status=Status.SCHEDULED)
+
+    def due(self, now: datetime | None = None) -> "WorkerJobQuerySet":
+        return self.scheduled().filter(due__lte=now or timezone.now())
+
+    def running(self) -> "WorkerJobQuerySet":
+        return self.filter(status=Status.RUNNING)
+
+    def finished(self) -> "WorkerJobQuerySet":
+        return self.filter(status__in=FINISHED_STATUSES)
+
+    def succeeded(self) -> "WorkerJobQuerySet":
+        return self.filter(status=Status.SUCCEEDED)
+
+    def failed(self) -> "WorkerJobQuerySet":
+        return self.filter(status=Status.FAILED)
+
+    def cancelled(self) -> "WorkerJobQuerySet":
+        return self.filter(status=Status.CANCELLED)
+
+    def cancel(self, reason: str) -> int:
+        """Cancel the scheduled jobs among these with ``reason``; return how many."""
+        now = timezone.now()
+        return self.scheduled().update(
+            status=Status.CANCELLED,
+            finished=now,
+            success=False,
+            result={"error": reason},
+            remove_at=_remove_at(now, conf.retain_failed),
+            updated_at=now,
+        )
+
+
+def _remove_at(finished: datetime, default_retention: object) -> Case:
+    """When cleanup may delete a row finished at ``finished``: never for persistent rows."""
+    retention = Coalesce(F("remove_delay"), Value(default_retention))
+    return Case(
+        When(persistent=True, then=Value(None)),
+        default=ExpressionWrapper(Value(finished) + retention, output_field=models.DateTimeField()),
+        output_field=models.DateTimeField(),
+    )
+
+
+class WorkerJob(models.Model):
+    """A background job: what to run, when, and how it went."""
+
+    tag = models.CharField(_("tag"), max_length=255)
+    type = models.CharField(_("type"), max_length=100)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,  # a job outlives its user; null marks a system job
+        related_name="worker_jobs",
+    )
+    data = models.JSONField(_("data"), default=dict, blank=True)
+    queue = models.CharField(_("queue"), max_length=100, default="default")
+    priority = models.IntegerField(_("priority"), default=0, help_text=_("Higher runs first."))
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.SCHEDULED
+    )
+    due = models.DateTimeField(_("due"))
+    started = models.DateTimeField(_("started"), null=True, blank=True)
+    finished = models.DateTimeField(_("finished"), null=True, blank=True)
+    success = models.BooleanField(_("success"), null=True, blank=True)
+    result = models.JSONField(_("result"), null=True, blank=True)
+    error_traceback = models.TextField(_("error traceback"), blank=True, default="")
+    progress = models.JSONField(_("progress"), null=True, blank=True)
+    attempt = models.PositiveIntegerField(
+        _("attempt"), default=0, help_text=_("How many times this job has been started.")
+    )
+    max_attempts = models.PositiveIntegerField(_("max attempts"), default=1)
+    timeout = models.DurationField(_("timeout"), null=True, blank=True)
+    worker = models.CharField(
+        _("worker"), max_length=255, blank=True, default="", help_text=_("host:pid:slot")
+    )
+    lease_expires = models.DateTimeField(_("lease expires"), null=True, blank=True)
+    cron_schedule = models.CharField(_("cron schedule"), max_length=100, blank=True, default="")
+    auto_reschedule_on_failure = models.BooleanField(_("reschedule on failure"), default=False)
+    auto_reschedule_on_failure_delay = models.DurationField(
+        _("reschedule delay"), default=timedelta
+    )
+    rescheduled_from = models.ForeignKey(
+        "self",
+        verbose_name=_("rescheduled from"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="rescheduled_as",
+    )
+    persistent = models.BooleanField(
+        _("persistent"), default=False, help_text=_("Never removed by cleanup.")
+    )
+    remove_delay = models.DurationField(
+        _("remove delay"),
+        null=True,
+        blank=True,
+        help_text=_("How long to keep the row after it finishes; empty for the default."),
+    )
+    remove_at = models.DateTimeField(_("remove at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    objects = WorkerJobQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("worker job")
+        verbose_name_plural = _("worker jobs")
+        indexes = [
+            # The claim query's order, over the few rows that can still be claimed.
+            models.Index(
+                fields=["-priority", "due", "id"],
+                condition=Q(status=Status.SCHEDULED),
+                name="quickworker_claimable",
+            ),
+            models.Index(
+                fields=["remove_at"],
+                condition=Q(remove_at__isnull=False),
+                name="quickworker_removable",
+            ),
+            models.Index(
+                fields=["tag"], condition=Q(status=Status.SCHEDULED), name="quickworker_pending_tag"
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=STATUS_MATCHES_TIMESTAMPS, name="quickworker_status_matches_timestamps"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} #{self.pk} ({self.tag})"

@@ -1,0 +1,39 @@
+"""JSON payloads: job data, results and messages must survive a round trip through JSON."""
+
+import math
+from typing import Any
+
+from django_quickworker.exceptions import InvalidJobData
+
+
+def validate_payload(value: Any, path: str) -> None:
+    """Raise InvalidJobData naming the first part of ``value`` that JSON would not return intact.
+
+    ``path`` names the value in the message, e.g. ``data`` gives ``data['items'][2]``.
+    """
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidJobData(f"{path} is {value!r}, which JSON cannot carry; use a finite number.")
+        return
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            validate_payload(item, f"{path}[{index}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidJobData(
+                    f"{path} has the key {key!r}; JSON object keys must be strings."
+                )
+            validate_payload(item, f"{path}[{key!r}]")
+        return
+    raise InvalidJobData(
+        f"{path} is {type(value).__name__} {_shorten(repr(value))}, which does not survive JSON; "
+        "use str, int, float, bool, None, list or dict (ids, not objects)."
+    )
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,55 @@
+"""When jobs run: durations, due times and cron schedules."""
+
+import math
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+
+from django_quickworker.exceptions import InvalidCronSchedule, InvalidDuration
+
+Duration = timedelta | int | float
+
+
+def to_timedelta(value: Duration, name: str) -> timedelta:
+    """Return ``value`` as a non-negative timedelta, or raise InvalidDuration naming ``name``."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise InvalidDuration(
+            f"{name}={value!r} is not a duration; give a timedelta or a number of seconds."
+        )
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InvalidDuration(f"{name}={value!r} must be a finite duration of zero or more.")
+    return value if isinstance(value, timedelta) else timedelta(seconds=seconds)
+
+
+def validate_cron(expression: str) -> str:
+    """Return ``expression`` stripped, or raise InvalidCronSchedule naming it.
+
+    Five fields are standard cron; six put seconds first (QuickDapp's form, so
+    ``*/3 * * * * *`` runs every 3 seconds); ``@hourly``-style nicknames work too.
+    """
+    if not isinstance(expression, str) or not expression.strip():
+        raise InvalidCronSchedule(f"cron={expression!r} is not a cron string.")
+    stripped = " ".join(expression.split())
+    if not croniter.is_valid(stripped, second_at_beginning=_has_seconds(stripped)):
+        raise InvalidCronSchedule(
+            f"cron={expression!r} is not a valid cron string; use 5 fields "
+            "(minute hour day month weekday), 6 with seconds first, or a nickname like @hourly."
+        )
+    return stripped
+
+
+def next_cron_due(expression: str, after: datetime, time_zone: ZoneInfo) -> datetime:
+    """Return the first tick of ``expression`` strictly after ``after``, read in ``time_zone``."""
+    local_after = after.astimezone(time_zone)
+    ticks = croniter(expression, local_after, second_at_beginning=_has_seconds(expression))
+    due: datetime = ticks.get_next(datetime)
+    return due.astimezone(after.tzinfo) if after.tzinfo else due
+
+
+def _has_seconds(expression: str) -> bool:
+    return len(expression.split()) == 6

@@ -1,0 +1,268 @@
+"""Submitting jobs: validate everything, then write rows in the caller's transaction."""
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import connections, models, router, transaction
+from django.utils import timezone
+
+from django_quickworker.conf import conf
+from django_quickworker.exceptions import InvalidDue, InvalidOption, InvalidUser
+from django_quickworker.models import WorkerJob
+from django_quickworker.payload import validate_payload
+from django_quickworker.registry import (
+    JobType,
+    registry,
+    validate_max_attempts,
+    validate_priority,
+    validate_queue,
+)
+from django_quickworker.schedule import Duration, next_cron_due, to_timedelta, validate_cron
+
+OnDuplicateTag = Literal["replace", "skip", "allow"]
+ON_DUPLICATE_TAG = ("replace", "skip", "allow")
+CANCELLED_BY_NEW_JOB = "Job cancelled due to new job being created"  # QuickDapp's wording
+NOTIFY_CHANNEL = "quickworker"
+# First key of PostgreSQL's two-key advisory locks, so ours never collide with the project's.
+TAG_LOCK_NAMESPACE = 0x5157
+
+
+def submit_job(
+    *,
+    tag: str,
+    type: str,
+    user: Any = None,
+    data: Any = None,
+    due: datetime | None = None,
+    delay: Duration | None = None,
+    cron: str | None = None,
+    auto_reschedule_on_failure: bool | None = None,
+    auto_reschedule_on_failure_delay: Duration | None = None,
+    max_attempts: int | None = None,
+    timeout: Duration | None = None,
+    remove_delay: Duration | None = None,
+    persistent: bool = False,
+    priority: int | None = None,
+    queue: str | None = None,
+    on_duplicate_tag: OnDuplicateTag = "replace",
+) -> WorkerJob:
+    """Validate a job and write it in the caller's transaction; return the saved row.
+
+    Options left as None take the job type's registered default. With
+    ``on_duplicate_tag="replace"`` (QuickDapp's behaviour) scheduled jobs with the same tag
+    are cancelled; ``"skip"`` returns the scheduled job instead of writing a new one;
+    ``"allow"`` keeps both. Workers are woken when the transaction commits.
+    """
+    options = {key: value for key, value in locals().items() if key != "on_duplicate_tag"}
+    return submit_jobs([options], on_duplicate_tag=on_duplicate_tag)[0]
+
+
+def submit_jobs(
+    submissions: Iterable[Mapping[str, Any]], *, on_duplicate_tag: OnDuplicateTag = "replace"
+) -> list[WorkerJob]:
+    """Submit many jobs (each a dict of ``submit_job`` options) with one INSERT.
+
+    All are validated before anything is written. Returns the rows in submission order;
+    with ``on_duplicate_tag="skip"`` a skipped submission returns the job already scheduled.
+    """
+    if on_duplicate_tag not in ON_DUPLICATE_TAG:
+        raise InvalidOption(
+            f"on_duplicate_tag={on_duplicate_tag!r} is invalid; use one of {ON_DUPLICATE_TAG!r}."
+        )
+    now = timezone.now()
+    jobs = [build_job(now=now, **submission) for submission in submissions]
+    tags = [job.tag for job in jobs]
+    if on_duplicate_tag != "allow" and len(set(tags)) != len(tags):
+        repeated = sorted({tag for tag in tags if tags.count(tag) > 1})
+        raise InvalidOption(
+            f"Tags {repeated!r} appear more than once in one submission with "
+            f"on_duplicate_tag={on_duplicate_tag!r}; submit them separately or use 'allow'."
+        )
+    alias = router.db_for_write(WorkerJob)
+    _check_users_exist(jobs, alias)
+    with transaction.atomic(using=alias, savepoint=False):
+        if on_duplicate_tag == "allow":
+            return _insert(jobs, alias)
+        _lock_tags(tags, alias)
+        scheduled = WorkerJob.objects.using(alias).scheduled().filter(tag__in=tags)
+        if on_duplicate_tag == "replace":
+            scheduled.cancel(CANCELLED_BY_NEW_JOB)
+            return _insert(jobs, alias)
+        existing = {job.tag: job for job in scheduled}
+        _insert([job for job in jobs if job.tag not in existing], alias)
+        return [existing.get(job.tag, job) for job in jobs]
+
+
+def build_job(
+    *,
+    now: datetime,
+    tag: str,
+    type: str,
+    user: Any = None,
+    data: Any = None,
+    due: datetime | None = None,
+    delay: Duration | None = None,
+    cron: str | None = None,
+    auto_reschedule_on_failure: bool | None = None,
+    auto_reschedule_on_failure_delay: Duration | None = None,
+    max_attempts: int | None = None,
+    timeout: Duration | None = None,
+    remove_delay: Duration | None = None,
+    persistent: bool = False,
+    priority: int | None = None,
+    queue: str | None = None,
+) -> WorkerJob:
+    """Return an unsaved, fully validated WorkerJob; raise an InvalidJobError if anything is off."""
+    job_type = registry.get(type)
+    validate_payload(data, "data")
+    cron_schedule = validate_cron(cron) if cron is not None else ""
+    retry, attempts = _retry_policy(job_type, auto_reschedule_on_failure, max_attempts)
+    job = WorkerJob(
+        tag=_validate_tag(tag),
+        type=job_type.name,
+        user_id=_user_id(user),
+        data={} if data is None else data,
+        due=_due(now, due, delay, cron_schedule),
+        cron_schedule=cron_schedule,
+        auto_reschedule_on_failure=retry,
+        auto_reschedule_on_failure_delay=job_type.auto_reschedule_on_failure_delay
+        if auto_reschedule_on_failure_delay is None
+        else to_timedelta(auto_reschedule_on_failure_delay, "auto_reschedule_on_failure_delay"),
+        max_attempts=attempts,
+        timeout=job_type.timeout if timeout is None else _positive(timeout, "timeout"),
+        remove_delay=None if remove_delay is None else to_timedelta(remove_delay, "remove_delay"),
+        persistent=bool(persistent),
+        priority=job_type.priority if priority is None else validate_priority(priority),
+        queue=job_type.queue if queue is None else validate_queue(queue),
+    )
+    if isinstance(user, models.Model):
+        job.user = user  # cached, so nobody queries for a user we were handed
+    return job
+
+
+def _validate_tag(tag: object) -> str:
+    if not isinstance(tag, str) or not tag or len(tag) > 255:
+        raise InvalidOption(f"tag={tag!r} is invalid; use a non-empty string of at most 255 characters.")
+    return tag
+
+
+def _due(now: datetime, due: datetime | None, delay: Duration | None, cron: str) -> datetime:
+    """When the job becomes claimable: ``due``, now + ``delay``, the next cron tick, or now."""
+    if due is not None and delay is not None:
+        raise InvalidDue(f"due={due!r} and delay={delay!r} were both given; give one of them.")
+    if delay is not None:
+        return now + to_timedelta(delay, "delay")
+    if due is None:
+        return next_cron_due(cron, now, conf.cron_time_zone) if cron else now
+    if not isinstance(due, datetime):
+        raise InvalidDue(f"due={due!r} is not a datetime.")
+    if settings.USE_TZ and timezone.is_naive(due):
+        raise InvalidDue(
+            f"due={due!r} is a naive datetime while USE_TZ is on; give an aware datetime "
+            "(e.g. timezone.now() + timedelta(...))."
+        )
+    if not settings.USE_TZ and timezone.is_aware(due):
+        raise InvalidDue(f"due={due!r} is an aware datetime while USE_TZ is off; give a naive one.")
+    return due
+
+
+def _retry_policy(
+    job_type: JobType, auto_reschedule: bool | None, max_attempts: int | None
+) -> tuple[bool, int]:
+    """Resolve (auto_reschedule_on_failure, max_attempts) from the submission and registration.
+
+    Asking for more than one attempt implies retrying; retrying without a limit gets the
+    QUICKWORKER["MAX_ATTEMPTS"] cap, because QuickDapp's unlimited retries never end.
+    """
+    attempts = validate_max_attempts(max_attempts) or job_type.max_attempts
+    if auto_reschedule is None:
+        auto_reschedule = job_type.auto_reschedule_on_failure or (attempts or 1) > 1
+    if not auto_reschedule and (attempts or 1) > 1:
+        raise InvalidOption(
+            f"max_attempts={attempts!r} needs auto_reschedule_on_failure, which is off; "
+            "turn it on or leave max_attempts out."
+        )
+    if attempts is None:
+        attempts = conf.max_attempts if auto_reschedule else 1
+    return bool(auto_reschedule), attempts
+
+
+def _positive(value: Duration, name: str) -> timedelta:
+    duration = to_timedelta(value, name)
+    if not duration:
+        raise InvalidOption(f"{name}={value!r} must be more than zero.")
+    return duration
+
+
+def _user_id(user: Any) -> Any:
+    """The primary key of ``user`` (a saved user or a user id), or None for a system job."""
+    if user is None:
+        return None
+    user_model = get_user_model()
+    if isinstance(user, models.Model):
+        if not isinstance(user, user_model) or user.pk is None:
+            raise InvalidUser(f"user={user!r} is not a saved {user_model.__name__}.")
+        return user.pk
+    if isinstance(user, bool) or not isinstance(user, int | str | uuid.UUID):
+        raise InvalidUser(
+            f"user={user!r} is neither a {user_model.__name__}, a user id nor None."
+        )
+    try:
+        return user_model._meta.pk.to_python(user)  # type: ignore[union-attr]
+    except ValidationError:
+        raise InvalidUser(f"user={user!r} is not a valid {user_model.__name__} id.") from None
+
+
+def _check_users_exist(jobs: list[WorkerJob], alias: str) -> None:
+    """Refuse ids of users that do not exist, with one query for the whole submission."""
+    user_field = WorkerJob._meta.get_field("user")
+    ids = {job.user_id for job in jobs if job.user_id is not None and not user_field.is_cached(job)}
+    if not ids:
+        return
+    users = get_user_model()._default_manager.using(alias)
+    found = set(users.filter(pk__in=ids).values_list("pk", flat=True))
+    missing = sorted(ids - found, key=str)
+    if missing:
+        raise InvalidUser(f"user={missing[0]!r} is not the id of an existing user.")
+
+
+def _lock_tags(tags: list[str], alias: str) -> None:
+    """Serialize submissions of the same tags until this transaction ends.
+
+    Without it, two concurrent "replace" or "skip" submissions could each see no scheduled
+    job and both insert one. SQLite takes its single write lock instead: with
+    ``transaction_mode="IMMEDIATE"`` (see check quickworker.W001) from the transaction's start.
+    """
+    connection = connections[alias]
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        # Sorted, so that two submissions of overlapping tags cannot deadlock.
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, key) FROM "
+            "(SELECT DISTINCT hashtext(tag) AS key FROM unnest(%s::text[]) AS tag ORDER BY key) AS keys",
+            [TAG_LOCK_NAMESPACE, tags],
+        )
+
+
+def _insert(jobs: list[WorkerJob], alias: str) -> list[WorkerJob]:
+    WorkerJob.objects.using(alias).bulk_create(jobs)
+    _wake_workers({job.queue for job in jobs}, alias)
+    return jobs
+
+
+def _wake_workers(queues: set[str], alias: str) -> None:
+    """Tell listening workers which queues got jobs; PostgreSQL delivers it only on commit."""
+    connection = connections[alias]
+    if connection.vendor != "postgresql" or not queues:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_notify(%s, queue) FROM unnest(%s::text[]) AS queue",
+            [NOTIFY_CHANNEL, sorted(queues)],
+        )

@@ -1,0 +1,40 @@
+"""Demo jobs: one that succeeds, one that fails, one that reports progress, one async.
+
+The job context's type arrives with the worker; until then ``ctx`` is typed loosely.
+"""
+
+import asyncio
+import time
+from typing import Any
+
+from django_quickworker import job
+
+
+@job("demo.add")
+def add(ctx: Any) -> dict[str, int]:
+    """Add two numbers."""
+    return {"sum": ctx.data["a"] + ctx.data["b"]}
+
+
+@job("demo.fail")
+def fail(ctx: Any) -> None:
+    """Fail on purpose, to show errors and retries."""
+    raise RuntimeError(f"demo.fail failed as asked: {ctx.data.get('reason', 'no reason given')}")
+
+
+@job("demo.countdown", timeout=300)
+def countdown(ctx: Any) -> dict[str, int]:
+    """Count down ``steps`` steps of ``interval`` seconds, reporting progress after each."""
+    steps = int(ctx.data.get("steps", 5))
+    for step in range(1, steps + 1):
+        time.sleep(float(ctx.data.get("interval", 0.5)))
+        ctx.progress(step, steps, f"step {step} of {steps}")
+    return {"steps": steps}
+
+
+@job("demo.asyncSleep")
+async def async_sleep(ctx: Any) -> dict[str, float]:
+    """Sleep without blocking, as an ``async def`` job."""
+    seconds = float(ctx.data.get("seconds", 1))
+    await asyncio.sleep(seconds)
+    return {"slept": seconds}
