@@ -13,8 +13,8 @@ import environ
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from django_quickworker.schedule import to_timedelta
 from django_quickworker.exceptions import InvalidDuration
+from django_quickworker.schedule import to_timedelta
 
 #: Every ``QUICKWORKER`` setting with its default.
 DEFAULTS: dict[str, Any] = {
@@ -40,7 +40,7 @@ class Conf:
 
     @property
     def worker_count(self) -> int:
-        raw = env.str("WORKER_COUNT", default=ENV_DEFAULTS["WORKER_COUNT"]).strip()
+        raw: str = env.str("WORKER_COUNT", default=ENV_DEFAULTS["WORKER_COUNT"]).strip()
         if raw == "cpus":
             return os.cpu_count() or 1
         if not raw.isdigit() or int(raw) < 1:
@@ -51,7 +51,7 @@ class Conf:
 
     @property
     def worker_log_level(self) -> str:
-        raw = env.str("WORKER_LOG_LEVEL", default=ENV_DEFAULTS["WORKER_LOG_LEVEL"])
+        raw: str = env.str("WORKER_LOG_LEVEL", default=ENV_DEFAULTS["WORKER_LOG_LEVEL"])
         level = raw.strip().lower()
         if level not in LOG_LEVELS:
             raise ImproperlyConfigured(

@@ -15,7 +15,9 @@ def validate_payload(value: Any, path: str) -> None:
         return
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise InvalidJobData(f"{path} is {value!r}, which JSON cannot carry; use a finite number.")
+            raise InvalidJobData(
+                f"{path} is {value!r}, which JSON cannot carry; use a finite number."
+            )
         return
     if isinstance(value, list):
         for index, item in enumerate(value):

@@ -96,20 +96,27 @@ def job(
 ) -> Callable[[JobFunction], JobFunction]:
     """Register the decorated function (sync or ``async def``) as job type ``type_name``."""
     validate_type_name(type_name)
-    options = {
-        "timeout": None if timeout is None else to_timedelta(timeout, "timeout"),
-        "cron": None if cron is None else validate_cron(cron),
-        "queue": validate_queue(queue),
-        "priority": validate_priority(priority),
-        "max_attempts": validate_max_attempts(max_attempts),
-        "auto_reschedule_on_failure": bool(auto_reschedule_on_failure),
-        "auto_reschedule_on_failure_delay": to_timedelta(
-            auto_reschedule_on_failure_delay, "auto_reschedule_on_failure_delay"
-        ),
-    }
+    # Validate now, at import time, so a mistake stops the project from starting.
+    timeout_delta = None if timeout is None else to_timedelta(timeout, "timeout")
+    cron = None if cron is None else validate_cron(cron)
+    validate_queue(queue)
+    validate_priority(priority)
+    validate_max_attempts(max_attempts)
+    retry_delay = to_timedelta(auto_reschedule_on_failure_delay, "auto_reschedule_on_failure_delay")
 
     def register(function: JobFunction) -> JobFunction:
-        registry.register(JobType(name=type_name, function=function, **options))
+        job_type = JobType(
+            name=type_name,
+            function=function,
+            timeout=timeout_delta,
+            cron=cron,
+            queue=queue,
+            priority=priority,
+            max_attempts=max_attempts,
+            auto_reschedule_on_failure=bool(auto_reschedule_on_failure),
+            auto_reschedule_on_failure_delay=retry_delay,
+        )
+        registry.register(job_type)
         return function
 
     return register
@@ -128,8 +135,10 @@ def validate_type_name(name: object) -> str:
 
 def validate_queue(queue: object) -> str:
     """Return ``queue`` if it is a usable queue name, else raise InvalidOption."""
-    if not isinstance(queue, str) or len(queue) > MAX_NAME_LENGTH or not QUEUE_PATTERN.fullmatch(
-        queue
+    if (
+        not isinstance(queue, str)
+        or len(queue) > MAX_NAME_LENGTH
+        or not QUEUE_PATTERN.fullmatch(queue)
     ):
         raise InvalidOption(
             f"queue={queue!r} is invalid; use letters, digits, '_', '.' or '-' "
@@ -141,7 +150,9 @@ def validate_queue(queue: object) -> str:
 def validate_priority(priority: object) -> int:
     """Return ``priority`` if it is an integer in the column's range, else raise InvalidOption."""
     if not isinstance(priority, int) or isinstance(priority, bool) or abs(priority) > 2**31 - 1:
-        raise InvalidOption(f"priority={priority!r} is invalid; use an integer (higher runs first).")
+        raise InvalidOption(
+            f"priority={priority!r} is invalid; use an integer (higher runs first)."
+        )
     return priority
 
 

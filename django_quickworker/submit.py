@@ -141,13 +141,15 @@ def build_job(
         queue=job_type.queue if queue is None else validate_queue(queue),
     )
     if isinstance(user, models.Model):
-        job.user = user  # cached, so nobody queries for a user we were handed
+        job.user = user  # type: ignore[assignment]  # cached: no query for a user we hold
     return job
 
 
 def _validate_tag(tag: object) -> str:
     if not isinstance(tag, str) or not tag or len(tag) > 255:
-        raise InvalidOption(f"tag={tag!r} is invalid; use a non-empty string of at most 255 characters.")
+        raise InvalidOption(
+            f"tag={tag!r} is invalid; use a non-empty string of at most 255 characters."
+        )
     return tag
 
 
@@ -209,19 +211,18 @@ def _user_id(user: Any) -> Any:
             raise InvalidUser(f"user={user!r} is not a saved {user_model.__name__}.")
         return user.pk
     if isinstance(user, bool) or not isinstance(user, int | str | uuid.UUID):
-        raise InvalidUser(
-            f"user={user!r} is neither a {user_model.__name__}, a user id nor None."
-        )
+        raise InvalidUser(f"user={user!r} is neither a {user_model.__name__}, a user id nor None.")
     try:
-        return user_model._meta.pk.to_python(user)  # type: ignore[union-attr]
+        return user_model._meta.pk.to_python(user)
     except ValidationError:
         raise InvalidUser(f"user={user!r} is not a valid {user_model.__name__} id.") from None
 
 
 def _check_users_exist(jobs: list[WorkerJob], alias: str) -> None:
     """Refuse ids of users that do not exist, with one query for the whole submission."""
-    user_field = WorkerJob._meta.get_field("user")
-    ids = {job.user_id for job in jobs if job.user_id is not None and not user_field.is_cached(job)}
+    ids = {
+        job.user_id for job in jobs if job.user_id is not None and not WorkerJob.user.is_cached(job)
+    }
     if not ids:
         return
     users = get_user_model()._default_manager.using(alias)
@@ -244,8 +245,8 @@ def _lock_tags(tags: list[str], alias: str) -> None:
     with connection.cursor() as cursor:
         # Sorted, so that two submissions of overlapping tags cannot deadlock.
         cursor.execute(
-            "SELECT pg_advisory_xact_lock(%s, key) FROM "
-            "(SELECT DISTINCT hashtext(tag) AS key FROM unnest(%s::text[]) AS tag ORDER BY key) AS keys",
+            "SELECT pg_advisory_xact_lock(%s, key) FROM (SELECT DISTINCT hashtext(tag) AS key"
+            " FROM unnest(%s::text[]) AS tag ORDER BY key) AS keys",
             [TAG_LOCK_NAMESPACE, tags],
         )
 
