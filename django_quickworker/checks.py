@@ -13,6 +13,9 @@ from django_quickworker.models import WorkerJob
 
 # Readings of the QUICKWORKER settings; each raises ImproperlyConfigured naming a bad value.
 SETTING_READINGS: list[Callable[[], object]] = [
+    lambda: conf.poll_interval,
+    lambda: conf.lease,
+    lambda: conf.shutdown_timeout,
     lambda: conf.retain_succeeded,
     lambda: conf.retain_failed,
     lambda: conf.max_attempts,
@@ -53,7 +56,7 @@ def check_sqlite_transaction_mode(
     if connection.vendor != "sqlite":
         return []
     mode = connection.settings_dict.get("OPTIONS", {}).get("transaction_mode")
-    if mode == "IMMEDIATE":
+    if isinstance(mode, str) and mode.upper() == "IMMEDIATE":  # Django accepts any case
         return []
     return [
         Warning(

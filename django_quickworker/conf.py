@@ -18,6 +18,9 @@ from django_quickworker.schedule import to_timedelta
 
 #: Every ``QUICKWORKER`` setting with its default.
 DEFAULTS: dict[str, Any] = {
+    "POLL_INTERVAL": 1.0,  # seconds an idle worker waits before looking for due jobs again
+    "LEASE": 60,  # seconds a claimed job stays leased without renewal before it is rescued
+    "SHUTDOWN_TIMEOUT": 30,  # seconds running jobs get to finish after the first SIGTERM
     "RETAIN_SUCCEEDED": 3600,  # seconds a succeeded row is kept after it finished (1 hour)
     "RETAIN_FAILED": 7 * 86400,  # seconds a failed or cancelled row is kept (7 days)
     "MAX_ATTEMPTS": 5,  # runs allowed when retrying on failure and no max_attempts is given
@@ -40,24 +43,25 @@ class Conf:
 
     @property
     def worker_count(self) -> int:
-        raw: str = env.str("WORKER_COUNT", default=ENV_DEFAULTS["WORKER_COUNT"]).strip()
-        if raw == "cpus":
-            return os.cpu_count() or 1
-        if not raw.isdigit() or int(raw) < 1:
-            raise ImproperlyConfigured(
-                f"WORKER_COUNT={raw!r} is invalid; use 'cpus' or a positive integer."
-            )
-        return int(raw)
+        return parse_worker_count(env.str("WORKER_COUNT", default=ENV_DEFAULTS["WORKER_COUNT"]))
 
     @property
     def worker_log_level(self) -> str:
-        raw: str = env.str("WORKER_LOG_LEVEL", default=ENV_DEFAULTS["WORKER_LOG_LEVEL"])
-        level = raw.strip().lower()
-        if level not in LOG_LEVELS:
-            raise ImproperlyConfigured(
-                f"WORKER_LOG_LEVEL={raw!r} is invalid; use one of {', '.join(LOG_LEVELS)}."
-            )
-        return level
+        return parse_log_level(
+            env.str("WORKER_LOG_LEVEL", default=ENV_DEFAULTS["WORKER_LOG_LEVEL"])
+        )
+
+    @property
+    def poll_interval(self) -> float:
+        return self._positive_duration("POLL_INTERVAL").total_seconds()
+
+    @property
+    def lease(self) -> timedelta:
+        return self._positive_duration("LEASE")
+
+    @property
+    def shutdown_timeout(self) -> timedelta:
+        return self._duration("SHUTDOWN_TIMEOUT")
 
     @property
     def retain_succeeded(self) -> timedelta:
@@ -91,7 +95,7 @@ class Conf:
         value = getattr(settings, "QUICKWORKER", {})
         if not isinstance(value, dict):
             raise ImproperlyConfigured(f"QUICKWORKER={value!r} must be a dict.")
-        unknown = sorted(set(value) - set(DEFAULTS))
+        unknown = sorted(set(value) - set(DEFAULTS), key=repr)
         if unknown:
             raise ImproperlyConfigured(
                 f"QUICKWORKER has unknown keys {unknown!r}; known keys are {sorted(DEFAULTS)!r}."
@@ -101,11 +105,39 @@ class Conf:
     def _get(self, name: str) -> Any:
         return self.user_settings().get(name, DEFAULTS[name])
 
+    def _positive_duration(self, name: str) -> timedelta:
+        duration = self._duration(name)
+        if not duration:
+            raise ImproperlyConfigured(f"QUICKWORKER[{name!r}] must be more than zero.")
+        return duration
+
     def _duration(self, name: str) -> timedelta:
         try:
             return to_timedelta(self._get(name), f"QUICKWORKER[{name!r}]")
         except InvalidDuration as error:
             raise ImproperlyConfigured(str(error)) from None
+
+
+def parse_worker_count(raw: str) -> int:
+    """Read a worker count: "cpus" (one per core) or a positive integer."""
+    value = raw.strip()
+    if value == "cpus":
+        return os.cpu_count() or 1
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
+        raise ImproperlyConfigured(
+            f"WORKER_COUNT={raw!r} is invalid; use 'cpus' or a positive integer."
+        )
+    return int(value)
+
+
+def parse_log_level(raw: str) -> str:
+    """Read a log level name, in any case."""
+    level = raw.strip().lower()
+    if level not in LOG_LEVELS:
+        raise ImproperlyConfigured(
+            f"WORKER_LOG_LEVEL={raw!r} is invalid; use one of {', '.join(LOG_LEVELS)}."
+        )
+    return level
 
 
 conf = Conf()

@@ -30,6 +30,10 @@ STATUS_MATCHES_TIMESTAMPS = (
     | Q(status=Status.SUCCEEDED, started__isnull=False, finished__isnull=False, success=True)
     | Q(status__in=[Status.FAILED, Status.CANCELLED], finished__isnull=False, success=False)
 )
+# A CHECK that evaluates to NULL passes, and "success = true" is NULL when success is NULL.
+STATUS_MATCHES_TIMESTAMPS &= Q(success__isnull=False) | Q(
+    status__in=[Status.SCHEDULED, Status.RUNNING]
+)
 
 
 class WorkerJobQuerySet(models.QuerySet["WorkerJob"]):

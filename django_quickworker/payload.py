@@ -11,7 +11,13 @@ def validate_payload(value: Any, path: str) -> None:
 
     ``path`` names the value in the message, e.g. ``data`` gives ``data['items'][2]``.
     """
-    if value is None or isinstance(value, str | bool | int):
+    if isinstance(value, str):
+        if not is_storable_text(value):
+            raise InvalidJobData(
+                f"{path} holds a NUL character or a lone surrogate: {_shorten(repr(value))}."
+            )
+        return
+    if value is None or isinstance(value, bool | int):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -25,9 +31,10 @@ def validate_payload(value: Any, path: str) -> None:
         return
     if isinstance(value, dict):
         for key, item in value.items():
-            if not isinstance(key, str):
+            if not isinstance(key, str) or not is_storable_text(key):
                 raise InvalidJobData(
-                    f"{path} has the key {key!r}; JSON object keys must be strings."
+                    f"{path} has the key {key!r}; JSON object keys must be strings "
+                    "without NUL characters or lone surrogates."
                 )
             validate_payload(item, f"{path}[{key!r}]")
         return
@@ -35,6 +42,17 @@ def validate_payload(value: Any, path: str) -> None:
         f"{path} is {type(value).__name__} {_shorten(repr(value))}, which does not survive JSON; "
         "use str, int, float, bool, None, list or dict (ids, not objects)."
     )
+
+
+def is_storable_text(text: str) -> bool:
+    """Whether every database can store ``text``: PostgreSQL refuses NUL and invalid UTF-8."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
 
 
 def _shorten(text: str, limit: int = 80) -> str:

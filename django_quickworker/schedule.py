@@ -35,7 +35,11 @@ def validate_cron(expression: str) -> str:
     if not isinstance(expression, str) or not expression.strip():
         raise InvalidCronSchedule(f"cron={expression!r} is not a cron string.")
     stripped = " ".join(expression.split())
-    if not croniter.is_valid(stripped, second_at_beginning=_has_seconds(stripped)):
+    # croniter also takes 7 fields (seconds and year last), which would silently mean
+    # something else than QuickDapp's seconds-first form.
+    if len(stripped.split()) not in (1, 5, 6) or not croniter.is_valid(
+        stripped, second_at_beginning=_has_seconds(stripped)
+    ):
         raise InvalidCronSchedule(
             f"cron={expression!r} is not a valid cron string; use 5 fields "
             "(minute hour day month weekday), 6 with seconds first, or a nickname like @hourly."

@@ -14,7 +14,7 @@ from django.utils import timezone
 from django_quickworker.conf import conf
 from django_quickworker.exceptions import InvalidDue, InvalidOption, InvalidUser
 from django_quickworker.models import WorkerJob
-from django_quickworker.payload import validate_payload
+from django_quickworker.payload import is_storable_text, validate_payload
 from django_quickworker.registry import (
     JobType,
     registry,
@@ -146,7 +146,7 @@ def build_job(
 
 
 def _validate_tag(tag: object) -> str:
-    if not isinstance(tag, str) or not tag or len(tag) > 255:
+    if not isinstance(tag, str) or not tag or len(tag) > 255 or not is_storable_text(tag):
         raise InvalidOption(
             f"tag={tag!r} is invalid; use a non-empty string of at most 255 characters."
         )
@@ -181,17 +181,18 @@ def _retry_policy(
     Asking for more than one attempt implies retrying; retrying without a limit gets the
     QUICKWORKER["MAX_ATTEMPTS"] cap, because QuickDapp's unlimited retries never end.
     """
-    attempts = validate_max_attempts(max_attempts) or job_type.max_attempts
+    given = validate_max_attempts(max_attempts)
+    attempts = given or job_type.max_attempts
     if auto_reschedule is None:
         auto_reschedule = job_type.auto_reschedule_on_failure or (attempts or 1) > 1
-    if not auto_reschedule and (attempts or 1) > 1:
-        raise InvalidOption(
-            f"max_attempts={attempts!r} needs auto_reschedule_on_failure, which is off; "
-            "turn it on or leave max_attempts out."
-        )
-    if attempts is None:
-        attempts = conf.max_attempts if auto_reschedule else 1
-    return bool(auto_reschedule), attempts
+    if not auto_reschedule:
+        if given is not None and given > 1:
+            raise InvalidOption(
+                f"max_attempts={given!r} needs auto_reschedule_on_failure, which is off; "
+                "turn it on or leave max_attempts out."
+            )
+        return False, 1
+    return True, attempts or conf.max_attempts
 
 
 def _positive(value: Duration, name: str) -> timedelta:
@@ -267,3 +268,33 @@ def _wake_workers(queues: set[str], alias: str) -> None:
             "SELECT pg_notify(%s, queue) FROM unnest(%s::text[]) AS queue",
             [NOTIFY_CHANNEL, sorted(queues)],
         )
+
+
+# What a retry copies from the run that failed; the rest starts afresh.
+RESUBMITTED_FIELDS = (
+    "tag",
+    "type",
+    "user_id",
+    "data",
+    "queue",
+    "priority",
+    "cron_schedule",
+    "auto_reschedule_on_failure",
+    "auto_reschedule_on_failure_delay",
+    "max_attempts",
+    "attempt",
+    "timeout",
+    "remove_delay",
+    "persistent",
+)
+
+
+def resubmit(job: WorkerJob, *, due: datetime) -> WorkerJob:
+    """Write a scheduled copy of ``job`` due at ``due``, linked by ``rescheduled_from``."""
+    copy = WorkerJob(
+        due=due, rescheduled_from=job, **{name: getattr(job, name) for name in RESUBMITTED_FIELDS}
+    )
+    alias = router.db_for_write(WorkerJob)
+    with transaction.atomic(using=alias, savepoint=False):
+        _insert([copy], alias)
+    return copy

@@ -1,0 +1,115 @@
+"""Finishing jobs: record how a run ended, fenced to the worker that ran it, then retry.
+
+Every write here is fenced: it lands only if the row is still running under the worker and
+attempt that claimed it, so a job rescued from a dead worker can never be finished twice.
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import router, transaction
+from django.utils import timezone
+
+from django_quickworker.conf import conf
+from django_quickworker.models import Status, WorkerJob, WorkerJobQuerySet
+from django_quickworker.submit import resubmit
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one run of a job ended."""
+
+    success: bool
+    result: Any = None
+    traceback: str = ""
+    retryable: bool = True  # False when running again cannot help (an unknown job type)
+
+    @classmethod
+    def failure(cls, message: str, traceback: str = "", retryable: bool = True) -> "Outcome":
+        return cls(False, {"error": message}, traceback, retryable)
+
+
+def finish_job(job: WorkerJob, outcome: Outcome) -> WorkerJob | None:
+    """Record ``outcome`` on the claimed ``job``; schedule a retry if its policy allows one.
+
+    Returns the retry's row, or None. Records nothing when the fence no longer holds.
+    """
+    now = timezone.now()
+    if outcome.success or not outcome.retryable or not _may_retry(job):
+        _record(job, outcome, now)
+        return None
+    # The failure and its retry land together or not at all.
+    with transaction.atomic(using=router.db_for_write(WorkerJob), savepoint=False):
+        if not _record(job, outcome, now):
+            return None
+        return resubmit(job, due=now + job.auto_reschedule_on_failure_delay)
+
+
+def release_job(job: WorkerJob) -> bool:
+    """Put an interrupted run back in the queue, unfinished; return whether it was released."""
+    released = _fenced(job).update(
+        status=Status.SCHEDULED,
+        started=None,
+        worker="",
+        lease_expires=None,
+        updated_at=timezone.now(),
+    )
+    return released == 1
+
+
+def renew_leases(workers: list[str], lease: timedelta) -> int:
+    """Extend the leases of the jobs these live workers are running; return how many."""
+    now = timezone.now()
+    running = WorkerJob.objects.running().filter(worker__in=workers)
+    return running.update(lease_expires=now + lease, updated_at=now)
+
+
+def removal_time(job: WorkerJob, finished: datetime) -> datetime | None:
+    """When cleanup may delete ``job``, counted from when it finished; never if persistent."""
+    if job.persistent:
+        return None
+    if job.remove_delay is not None:
+        return finished + job.remove_delay
+    succeeded = job.status == Status.SUCCEEDED
+    return finished + (conf.retain_succeeded if succeeded else conf.retain_failed)
+
+
+def _record(job: WorkerJob, outcome: Outcome, now: datetime) -> bool:
+    """Write the outcome onto the row (and ``job``) if the fence holds; return whether it did."""
+    job.status = Status.SUCCEEDED if outcome.success else Status.FAILED
+    job.finished = now
+    job.success = outcome.success
+    job.result = outcome.result
+    job.error_traceback = outcome.traceback
+    job.lease_expires = None
+    job.remove_at = removal_time(job, now)
+    recorded = _fenced(job).update(
+        status=job.status,
+        finished=now,
+        success=outcome.success,
+        result=outcome.result,
+        error_traceback=outcome.traceback,
+        lease_expires=None,
+        remove_at=job.remove_at,
+        updated_at=now,
+    )
+    if not recorded:
+        logger.warning(
+            "finish ignored id=%s worker=%s attempt=%s: the job is no longer leased to it",
+            job.pk,
+            job.worker,
+            job.attempt,
+        )
+    return recorded == 1
+
+
+def _may_retry(job: WorkerJob) -> bool:
+    return job.auto_reschedule_on_failure and job.attempt < job.max_attempts
+
+
+def _fenced(job: WorkerJob) -> WorkerJobQuerySet:
+    return WorkerJob.objects.running().filter(pk=job.pk, worker=job.worker, attempt=job.attempt)

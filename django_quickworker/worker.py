@@ -1,0 +1,201 @@
+"""A worker: the child process that claims due jobs and runs them, one at a time.
+
+Children are spawned by the supervisor (``runworkers``) and talk to it over a pipe:
+they announce themselves, each job they start and finish, and when they go idle; the
+parent answers with ``wake`` (new jobs were submitted) or ``stop``.
+"""
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any, TypeVar
+
+from django.db import InterfaceError, OperationalError, connections
+from django.utils import timezone
+
+from django_quickworker.claim import claim_next
+from django_quickworker.conf import conf
+from django_quickworker.context import JobContext
+from django_quickworker.exceptions import UnknownJobType
+from django_quickworker.finish import Outcome, finish_job, release_job
+from django_quickworker.models import WorkerJob
+from django_quickworker.payload import validate_payload
+from django_quickworker.registry import registry
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PARENT_CHECK_INTERVAL = 1.0  # seconds between checks that the parent is still alive
+MAX_DB_RETRY_DELAY = 10.0  # seconds, the cap of the reconnect backoff
+
+
+def worker_id(slot: int, pid: int | None = None) -> str:
+    """The name a worker's rows carry: host:pid:slot."""
+    return f"{socket.gethostname()}:{pid or os.getpid()}:{slot}"
+
+
+def main(
+    slot: int, queues: list[str] | None, pipe: Connection, burst: bool, log_level: str
+) -> None:
+    """Entry point of a spawned child: set Django up, then work until told to stop."""
+    # Ctrl-C reaches the whole process group; only the parent decides when children stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import django
+
+    django.setup()
+    logging.getLogger("django_quickworker").setLevel(log_level.upper())
+    Worker(slot, queues, pipe, burst).run()
+
+
+class Worker:
+    """Claims and runs jobs in a loop; sleeps only when nothing is due."""
+
+    def __init__(self, slot: int, queues: list[str] | None, pipe: Connection, burst: bool) -> None:
+        self.id = worker_id(slot)
+        self.queues = queues
+        self.pipe = pipe
+        self.burst = burst
+        self.stopping = False
+        self.current: WorkerJob | None = None
+        self.parent_pid = os.getppid()
+
+    def run(self) -> None:
+        self.send("worker-started", worker=self.id, pid=os.getpid())
+        threading.Thread(target=self.watch_parent, name="parent-watch", daemon=True).start()
+        while not self.stopping:
+            job = retry_on_db_error(lambda: claim_next(self.id, self.queues, conf.lease), "claim")
+            if job is not None:
+                self.run_job(job)
+                self.read_messages(timeout=0)
+            elif self.burst:
+                break
+            else:
+                self.send("idle")
+                self.read_messages(timeout=self.idle_timeout())
+        logger.debug("worker %s exiting", self.id)
+
+    def run_job(self, job: WorkerJob) -> None:
+        self.current = job
+        self.send("job-started", job_id=job.pk, timeout=_seconds(job.timeout), attempt=job.attempt)
+        logger.info(
+            "job started id=%s type=%s tag=%s attempt=%s", job.pk, job.type, job.tag, job.attempt
+        )
+        started = time.monotonic()
+        outcome = execute(job)
+        retry_on_db_error(lambda: finish_job(job, outcome), "finish")
+        self.current = None
+        elapsed_ms = (time.monotonic() - started) * 1000
+        self.send("job-finished", job_id=job.pk, success=outcome.success)
+        log = logger.info if outcome.success else logger.warning
+        log(
+            "job finished id=%s type=%s tag=%s attempt=%s success=%s ms=%d",
+            job.pk,
+            job.type,
+            job.tag,
+            job.attempt,
+            outcome.success,
+            elapsed_ms,
+        )
+
+    def idle_timeout(self) -> float:
+        """Seconds to wait for a wake-up: the poll interval, or less if a job falls due sooner."""
+        next_due = retry_on_db_error(self.next_due, "look ahead")
+        if next_due is None:
+            return conf.poll_interval
+        until_due = (next_due - timezone.now()).total_seconds()
+        return max(0.0, min(conf.poll_interval, until_due))
+
+    def next_due(self) -> Any:
+        scheduled = WorkerJob.objects.scheduled()
+        if self.queues:
+            scheduled = scheduled.filter(queue__in=self.queues)
+        return scheduled.order_by("due").values_list("due", flat=True).first()
+
+    def read_messages(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the parent; act on what it says."""
+        try:
+            while self.pipe.poll(timeout):
+                message, _ = self.pipe.recv()
+                if message == "stop":
+                    self.stopping = True
+                timeout = 0  # drain what is already there, then go back to work
+        except (EOFError, OSError):
+            self.stopping = True  # the parent is gone
+
+    def send(self, message: str, **data: Any) -> None:
+        try:
+            self.pipe.send((message, data))
+        except (BrokenPipeError, OSError):
+            self.stopping = True
+
+    def watch_parent(self) -> None:
+        """Leave when the parent dies, putting the current job back in the queue."""
+        while os.getppid() == self.parent_pid:
+            time.sleep(PARENT_CHECK_INTERVAL)
+        job = self.current
+        if job is not None and release_job(job):
+            logger.warning("parent died: released job id=%s type=%s", job.pk, job.type)
+        os._exit(1)
+
+
+def execute(job: WorkerJob) -> Outcome:
+    """Run ``job``'s function and return how it went; never raise for the job's own errors."""
+    try:
+        job_type = registry.get(job.type)
+    except UnknownJobType as error:
+        return Outcome.failure(str(error), retryable=False)
+    try:
+        if job_type.is_async:
+            value = asyncio.run(job_type.function(JobContext(job)))
+        else:
+            value = job_type.function(JobContext(job))
+        validate_payload(value, "result")
+    except Exception as error:  # the job boundary: whatever the job raised is its failure
+        logger.warning(
+            "job raised id=%s type=%s: %s: %s",
+            job.pk,
+            job.type,
+            type(error).__name__,
+            error,
+            exc_info=True,
+        )
+        return Outcome(
+            False,
+            {"error": str(error) or type(error).__name__, "exception": _qualified_name(error)},
+            traceback.format_exc(),
+        )
+    return Outcome(True, value)
+
+
+def retry_on_db_error(operation: Callable[[], T], what: str) -> T:
+    """Run ``operation``; while the database is unreachable, reconnect with backoff and retry."""
+    delay = 0.1
+    while True:
+        try:
+            return operation()
+        except (OperationalError, InterfaceError) as error:
+            logger.warning(
+                "database unavailable during %s, retrying in %.1fs: %s", what, delay, error
+            )
+            connections.close_all()
+            time.sleep(delay)
+            delay = min(delay * 2, MAX_DB_RETRY_DELAY)
+
+
+def _seconds(duration: Any) -> float | None:
+    return None if duration is None else duration.total_seconds()
+
+
+def _qualified_name(error: Exception) -> str:
+    cls = type(error)
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )

@@ -1,0 +1,100 @@
+"""The demo app's views: the job list and the JSON endpoint that starts demo jobs."""
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from django_quickworker.models import Status, WorkerJob
+
+
+@pytest.fixture
+def user(db: None) -> User:
+    return User.objects.create_user("alice")
+
+
+@pytest.fixture
+def alice(client: Client, user: User) -> Client:
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.django_db
+def test_index_requires_login(client: Client) -> None:
+    response = client.get("/")
+
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_index_lists_only_the_users_jobs(alice: Client, user: User) -> None:
+    bob = User.objects.create_user("bob")
+    mine = WorkerJob.objects.create(
+        tag="mine", type="demo.countdown", user=user, due=timezone.now()
+    )
+    WorkerJob.objects.create(tag="theirs", type="demo.asyncSleep", user=bob, due=timezone.now())
+
+    response = alice.get("/")
+
+    assert response.status_code == 200
+    assert list(response.context["jobs"]) == [mine]
+    page = response.content.decode()
+    assert "<td>demo.countdown</td>" in page
+    assert "<td>demo.asyncSleep</td>" not in page
+    assert "No jobs yet." not in page
+
+
+@pytest.mark.django_db
+def test_anonymous_post_is_redirected_and_writes_nothing(client: Client) -> None:
+    response = client.post("/jobs/demo.add/", "{}", content_type="application/json")
+
+    assert response.status_code == 302
+    assert not WorkerJob.objects.exists()
+
+
+def test_posting_json_starts_a_job_for_the_user(alice: Client, user: User) -> None:
+    response = alice.post("/jobs/demo.add/", {"a": 1, "b": 2}, content_type="application/json")
+
+    assert response.status_code == 201
+    job = WorkerJob.objects.get()
+    assert response.json() == {"id": job.pk, "type": "demo.add", "status": "scheduled"}
+    assert job.user == user
+    assert job.type == "demo.add"
+    assert job.data == {"a": 1, "b": 2}
+    assert job.status == Status.SCHEDULED
+
+
+def test_an_empty_body_is_empty_data(alice: Client) -> None:
+    response = alice.post("/jobs/demo.countdown/", "", content_type="application/json")
+
+    assert response.status_code == 201
+    assert WorkerJob.objects.get().data == {}
+
+
+def test_data_that_is_not_a_dict_is_still_json(alice: Client) -> None:
+    response = alice.post("/jobs/demo.add/", [1, 2], content_type="application/json")
+
+    assert response.status_code == 201
+    assert WorkerJob.objects.get().data == [1, 2]
+
+
+def test_an_unknown_type_is_404(alice: Client) -> None:
+    response = alice.post("/jobs/nope/", {"a": 1}, content_type="application/json")
+
+    assert response.status_code == 404
+    assert "'nope'" in response.json()["error"]
+    assert not WorkerJob.objects.exists()
+
+
+@pytest.mark.parametrize("body", ["{not json", "NaN", '{"a": Infinity}'])
+def test_a_body_that_is_not_json_is_400(alice: Client, body: str) -> None:
+    response = alice.post("/jobs/demo.add/", body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]
+    assert not WorkerJob.objects.exists()
+
+
+def test_get_is_not_allowed(alice: Client) -> None:
+    assert alice.get("/jobs/demo.add/").status_code == 405
