@@ -13,12 +13,15 @@ logger = logging.getLogger("django_quickworker.jobs")
 PROGRESS_WRITE_INTERVAL = 0.5  # seconds between progress writes; the final one always lands
 
 
-class JobLogger(logging.LoggerAdapter[logging.Logger]):
+class JobLogger(logging.LoggerAdapter):
     """A logger whose lines name the job they come from."""
 
+    def __init__(self, job: WorkerJob) -> None:
+        super().__init__(logger)
+        self.prefix = f"[{job.type} id={job.pk}]"
+
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        job: WorkerJob = self.extra["job"]  # type: ignore[index]
-        return f"[{job.type} id={job.pk}] {msg}", kwargs
+        return f"{self.prefix} {msg}", kwargs
 
 
 class JobContext:
@@ -26,7 +29,7 @@ class JobContext:
 
     def __init__(self, job: WorkerJob) -> None:
         self.job = job
-        self.log = JobLogger(logger, {"job": job})
+        self.log = JobLogger(job)
         self._last_progress_write = 0.0
 
     @property

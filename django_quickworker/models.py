@@ -13,11 +13,11 @@ from django_quickworker.conf import conf
 
 
 class Status(models.TextChoices):
-    SCHEDULED = "scheduled", _("scheduled")
-    RUNNING = "running", _("running")
-    SUCCEEDED = "succeeded", _("succeeded")
-    FAILED = "failed", _("failed")
-    CANCELLED = "cancelled", _("cancelled")
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 FINISHED_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
