@@ -113,3 +113,27 @@ def _may_retry(job: WorkerJob) -> bool:
 
 def _fenced(job: WorkerJob) -> WorkerJobQuerySet:
     return WorkerJob.objects.running().filter(pk=job.pk, worker=job.worker, attempt=job.attempt)
+
+
+def fail_jobs_of(worker: str, reason: str) -> int:
+    """Fail (and maybe retry) the jobs still running under ``worker``, which has died."""
+    jobs = list(WorkerJob.objects.running().filter(worker=worker))
+    for job in jobs:
+        logger.warning("job failed id=%s type=%s worker=%s: %s", job.pk, job.type, worker, reason)
+        finish_job(job, Outcome.failure(reason))
+    return len(jobs)
+
+
+def release_jobs_of(worker: str) -> int:
+    """Put the jobs still running under ``worker`` back in the queue; return how many."""
+    return sum(release_job(job) for job in WorkerJob.objects.running().filter(worker=worker))
+
+
+def rescue_expired_jobs() -> int:
+    """Fail (and maybe retry) running jobs whose lease ran out: their host stopped renewing."""
+    expired = WorkerJob.objects.running().filter(lease_expires__lt=timezone.now())
+    for job in expired:
+        reason = f"Worker {job.worker} stopped renewing its lease; its host is presumed dead."
+        logger.warning("job rescued id=%s type=%s: %s", job.pk, job.type, reason)
+        finish_job(job, Outcome.failure(reason))
+    return len(expired)

@@ -8,7 +8,6 @@ parent answers with ``wake`` (new jobs were submitted) or ``stop``.
 import asyncio
 import logging
 import os
-import signal
 import socket
 import threading
 import time
@@ -42,17 +41,29 @@ def worker_id(slot: int, pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{pid or os.getpid()}:{slot}"
 
 
-def main(
+def run_worker(
     slot: int, queues: list[str] | None, pipe: Connection, burst: bool, log_level: str
 ) -> None:
-    """Entry point of a spawned child: set Django up, then work until told to stop."""
-    # Ctrl-C reaches the whole process group; only the parent decides when children stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import django
+    """Work until told to stop; report an unexpected error to the parent before dying."""
+    configure_logging(log_level)
+    worker = Worker(slot, queues, pipe, burst)
+    try:
+        worker.run()
+    except Exception:
+        worker.send("worker-error", message=traceback.format_exc())
+        raise
 
-    django.setup()
-    logging.getLogger("django_quickworker").setLevel(log_level.upper())
-    Worker(slot, queues, pipe, burst).run()
+
+def configure_logging(level: str) -> None:
+    """Set django_quickworker's log level, and give it a handler if the project has none."""
+    package_logger = logging.getLogger("django_quickworker")
+    package_logger.setLevel(level.upper())
+    if not package_logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
+        )
+        package_logger.addHandler(handler)
 
 
 class Worker:
@@ -130,9 +141,9 @@ class Worker:
         except (EOFError, OSError):
             self.stopping = True  # the parent is gone
 
-    def send(self, message: str, **data: Any) -> None:
+    def send(self, kind: str, **data: Any) -> None:
         try:
-            self.pipe.send((message, data))
+            self.pipe.send((kind, data))
         except (BrokenPipeError, OSError):
             self.stopping = True
 

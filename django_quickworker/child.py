@@ -1,0 +1,22 @@
+"""Entry point of a spawned worker process.
+
+Kept apart from ``worker`` because unpickling the spawn target imports its module, and
+the worker's modules need the app registry, which only exists after ``django.setup()``.
+"""
+
+import signal
+from multiprocessing.connection import Connection
+
+
+def main(
+    slot: int, queues: list[str] | None, pipe: Connection, burst: bool, log_level: str
+) -> None:
+    """Set Django up in this fresh process, then run a worker."""
+    # Ctrl-C reaches the whole process group; only the parent decides when children stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import django
+
+    django.setup()
+    from django_quickworker.worker import run_worker
+
+    run_worker(slot, queues, pipe, burst, log_level)

@@ -1,0 +1,120 @@
+"""``manage.py runworkers``: start the supervisor and its worker processes."""
+
+import argparse
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections, router
+
+from django_quickworker import __version__
+from django_quickworker.conf import conf, parse_log_level, parse_worker_count
+from django_quickworker.models import WorkerJob
+from django_quickworker.registry import registry, validate_queue
+from django_quickworker.supervisor import Supervisor
+from django_quickworker.worker import configure_logging
+
+
+def worker_count(value: str) -> int:
+    try:
+        return parse_worker_count(value)
+    except ImproperlyConfigured as error:
+        raise argparse.ArgumentTypeError(str(error).replace("WORKER_COUNT", "--workers")) from None
+
+
+def queue_list(value: str) -> list[str]:
+    queues = [queue.strip() for queue in value.split(",")]
+    try:
+        return [validate_queue(queue) for queue in queues]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"--queues={value!r}: {error}") from None
+
+
+def seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number >= 0:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds (0 or more).")
+    return number
+
+
+def log_level(value: str) -> str:
+    try:
+        return parse_log_level(value)
+    except ImproperlyConfigured as error:
+        message = str(error).replace("WORKER_LOG_LEVEL", "--log-level")
+        raise argparse.ArgumentTypeError(message) from None
+
+
+class Command(BaseCommand):
+    help = "Run background job workers: a supervising parent and its worker processes."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--workers",
+            type=worker_count,
+            help="Worker processes: 'cpus' or a number (default: WORKER_COUNT, else 1).",
+        )
+        parser.add_argument(
+            "--queues",
+            type=queue_list,
+            help="Comma-separated queues to serve (default: all).",
+        )
+        parser.add_argument(
+            "--burst",
+            action="store_true",
+            help="Exit once no due job is left (default: %(default)r).",
+        )
+        parser.add_argument(
+            "--shutdown-timeout",
+            type=seconds,
+            help="Seconds running jobs get to finish after SIGTERM "
+            "(default: QUICKWORKER['SHUTDOWN_TIMEOUT'], else 30).",
+        )
+        parser.add_argument(
+            "--log-level",
+            type=log_level,
+            help="debug, info, warning or error (default: WORKER_LOG_LEVEL, else info).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            workers = options["workers"] or conf.worker_count
+            level = options["log_level"] or self.level_from_verbosity(options["verbosity"])
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error)) from None
+        configure_logging(level)
+        self.stdout.write(self.banner(workers, options["queues"]))
+        supervisor = Supervisor(
+            workers=workers,
+            queues=options["queues"],
+            burst=options["burst"],
+            shutdown_timeout=options["shutdown_timeout"],
+            log_level=level,
+        )
+        code = supervisor.run()
+        if code:
+            raise SystemExit(code)
+
+    def level_from_verbosity(self, verbosity: int) -> str:
+        if verbosity == 0:
+            return "warning"
+        if verbosity >= 2:
+            return "debug"
+        return conf.worker_log_level
+
+    def banner(self, workers: int, queues: list[str] | None) -> str:
+        connection = connections[router.db_for_write(WorkerJob)]
+        layer = getattr(settings, "CHANNEL_LAYERS", {}).get("default", {}).get("BACKEND", "none")
+        types = ", ".join(job_type.name for job_type in registry) or "none"
+        return (
+            f"django-quickworker {__version__}\n"
+            f"  database:      {connection.vendor} {connection.settings_dict['NAME']}\n"
+            f"  workers:       {workers}\n"
+            f"  queues:        {', '.join(queues) if queues else 'all'}\n"
+            f"  job types:     {types}\n"
+            f"  channel layer: {layer}"
+        )

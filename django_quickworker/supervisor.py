@@ -1,0 +1,344 @@
+"""The supervisor: the ``runworkers`` parent that starts, watches and stops the workers.
+
+It runs one asyncio loop that reads every child's pipe and exit sentinel, listens for
+PostgreSQL NOTIFY wake-ups, renews the leases of its children's jobs, rescues jobs of dead
+hosts, ends children that overrun a job's timeout, restarts dead children with backoff and
+drains them on SIGTERM/SIGINT. Database work runs on one helper thread, off the loop.
+"""
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, TypeVar
+
+from django.db import connections, router
+
+from django_quickworker import child as child_process
+from django_quickworker import worker
+from django_quickworker.conf import conf
+from django_quickworker.finish import (
+    fail_jobs_of,
+    release_jobs_of,
+    renew_leases,
+    rescue_expired_jobs,
+)
+from django_quickworker.models import WorkerJob
+from django_quickworker.submit import NOTIFY_CHANNEL
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TICK = 0.1  # seconds between checks of timeouts, restarts and the shutdown deadline
+KILL_GRACE = 5.0  # seconds a child gets between SIGTERM and SIGKILL once its job timed out
+FIRST_RESTART_DELAY = 0.5  # seconds; doubles with each crash in a row
+MAX_RESTART_DELAY = 30.0  # seconds
+STABLE_AFTER = 10.0  # seconds a child must live for its crash not to count as a crash loop
+
+
+@dataclass
+class Child:
+    """One worker process, as the parent sees it."""
+
+    slot: int
+    process: BaseProcess
+    pipe: Connection
+    worker: str
+    started_at: float
+    idle: bool = False
+    job_id: int | None = None
+    job_started_at: float = 0.0
+    job_timeout: float | None = None
+    ran_a_job: bool = False
+    terminated_at: float | None = None  # when the parent sent SIGTERM
+    end_reason: str | None = None  # why the parent ended it
+
+
+class Supervisor:
+    """Runs ``workers`` worker processes until stopped (or, with ``burst``, until idle)."""
+
+    def __init__(
+        self,
+        workers: int,
+        queues: list[str] | None = None,
+        burst: bool = False,
+        shutdown_timeout: float | None = None,
+        log_level: str = "info",
+    ) -> None:
+        self.workers = workers
+        self.queues = queues
+        self.burst = burst
+        self.shutdown_timeout = (
+            conf.shutdown_timeout.total_seconds() if shutdown_timeout is None else shutdown_timeout
+        )
+        self.log_level = log_level
+        self.children: dict[int, Child] = {}
+        self.crashes: dict[int, int] = {}  # crashes in a row, by slot
+        self.restart_at: dict[int, float] = {}  # slot -> when to start it again
+        self.stopping = False
+        self.stopping_now = False
+        self.deadline = 0.0
+        self.spawn = multiprocessing.get_context("spawn")  # no inherited connections or threads
+
+    def run(self) -> int:
+        """Supervise until stopped; return the exit code."""
+        return asyncio.run(self.main())
+
+    async def main(self) -> int:
+        self.loop = asyncio.get_running_loop()
+        self.done = asyncio.Event()
+        self.exits_in_progress = 0
+        self.db = ThreadPoolExecutor(1, thread_name_prefix="quickworker-db")
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(signum, self.on_signal, signum)
+        connections.close_all()
+        for slot in range(self.workers):
+            self.start(slot)
+        tasks = [self.loop.create_task(self.tick()), self.loop.create_task(self.maintain_leases())]
+        if connections[router.db_for_write(WorkerJob)].vendor == "postgresql":
+            tasks.append(self.loop.create_task(self.listen()))
+        await self.done.wait()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.db.shutdown(wait=True)
+        logger.info("runworkers stopped")
+        return 0
+
+    # Children
+
+    def start(self, slot: int) -> None:
+        parent_end, child_end = self.spawn.Pipe()
+        process = self.spawn.Process(
+            target=child_process.main,
+            args=(slot, self.queues, child_end, self.burst, self.log_level),
+            name=f"quickworker-{slot}",
+        )
+        process.start()
+        child_end.close()
+        assert process.pid is not None
+        child = Child(
+            slot, process, parent_end, worker.worker_id(slot, process.pid), time.monotonic()
+        )
+        self.children[slot] = child
+        self.loop.add_reader(parent_end.fileno(), self.on_message, child)
+        self.loop.add_reader(process.sentinel, self.on_exit, child)
+        logger.debug("started worker %s", child.worker)
+
+    def on_message(self, child: Child) -> None:
+        try:
+            while child.pipe.poll():
+                kind, data = child.pipe.recv()
+                self.handle(child, kind, data)
+        except (EOFError, OSError):
+            self.loop.remove_reader(child.pipe.fileno())  # its exit sentinel follows
+
+    def handle(self, child: Child, kind: str, data: dict[str, Any]) -> None:
+        if kind == "idle":
+            child.idle = True
+        elif kind == "job-started":
+            child.idle = False
+            child.job_id = data["job_id"]
+            child.job_started_at = time.monotonic()
+            child.job_timeout = data["timeout"]
+        elif kind == "job-finished":
+            child.job_id = None
+            child.ran_a_job = True
+        elif kind == "worker-error":
+            logger.error("worker %s failed: %s", child.worker, data["message"])
+        elif kind == "worker-started":
+            logger.debug("worker %s ready", child.worker)
+
+    def on_exit(self, child: Child) -> None:
+        self.loop.remove_reader(child.process.sentinel)
+        self.loop.remove_reader(child.pipe.fileno())
+        child.process.join()
+        child.pipe.close()
+        del self.children[child.slot]
+        self.exits_in_progress += 1
+        self.loop.create_task(self.after_exit(child))
+
+    async def after_exit(self, child: Child) -> None:
+        try:
+            await self.settle_jobs_of(child)
+        finally:
+            self.exits_in_progress -= 1
+        code = child.process.exitcode
+        assert code is not None
+        if not (self.stopping or (self.burst and code == 0)):
+            self.schedule_restart(child, code)
+        self.finish_if_idle()
+
+    async def settle_jobs_of(self, child: Child) -> None:
+        """Put back or fail whatever job the child left running."""
+        code = child.process.exitcode
+        assert code is not None
+        if self.stopping_now:
+            released = await self.in_db(release_jobs_of, child.worker)
+            if released:
+                logger.info(
+                    "put %d interrupted job(s) of %s back in the queue", released, child.worker
+                )
+        elif code != 0:
+            reason = child.end_reason or describe_exit(code)
+            logger.warning("worker %s exited: %s", child.worker, reason)
+            await self.in_db(fail_jobs_of, child.worker, reason)
+            self.wake()  # a retry may be due now
+
+    def finish_if_idle(self) -> None:
+        """End the run once every child is gone and none will be restarted."""
+        if self.children or self.restart_at or self.exits_in_progress:
+            return
+        if self.stopping or self.burst:
+            self.done.set()
+
+    def schedule_restart(self, child: Child, code: int) -> None:
+        lived = time.monotonic() - child.started_at
+        crashed_early = code != 0 and not child.end_reason and not child.ran_a_job
+        crashed_early = crashed_early and lived < STABLE_AFTER
+        crashes = self.crashes.get(child.slot, 0) + 1 if crashed_early else 0
+        self.crashes[child.slot] = crashes
+        delay = min(FIRST_RESTART_DELAY * 2**crashes, MAX_RESTART_DELAY)
+        if crashes >= 3:
+            logger.error(
+                "worker slot %d crashed %d times in a row at start (%s); restarting in %.1fs",
+                child.slot,
+                crashes,
+                describe_exit(code),
+                delay,
+            )
+        self.restart_at[child.slot] = time.monotonic() + delay
+
+    # Waking, timeouts and leases
+
+    def wake(self, queue: str | None = None) -> None:
+        """Tell idle children to look for jobs (those of ``queue``, if given)."""
+        if queue is not None and self.queues is not None and queue not in self.queues:
+            return
+        for child in self.children.values():
+            if child.idle:
+                child.idle = False
+                self.send(child, "wake")
+
+    def send(self, child: Child, message: str) -> None:
+        with contextlib.suppress(OSError):  # the child is gone; its exit sentinel tells the rest
+            child.pipe.send((message, {}))
+
+    async def tick(self) -> None:
+        while True:
+            now = time.monotonic()
+            for slot, when in list(self.restart_at.items()):
+                if now >= when:
+                    del self.restart_at[slot]
+                    self.start(slot)
+            for child in list(self.children.values()):
+                self.enforce_timeout(child, now)
+            if self.stopping and not self.stopping_now and now >= self.deadline:
+                logger.warning("shutdown timeout reached: stopping the running jobs")
+                self.stop_now()
+            await asyncio.sleep(TICK)
+
+    def enforce_timeout(self, child: Child, now: float) -> None:
+        if child.terminated_at is not None:
+            if now - child.terminated_at > KILL_GRACE:
+                child.process.kill()
+            return
+        if child.job_id is None or child.job_timeout is None:
+            return
+        if now - child.job_started_at > child.job_timeout:
+            child.end_reason = f"Job timed out after {child.job_timeout:g}s."
+            logger.warning(
+                "job id=%s on %s timed out after %gs; ending the worker",
+                child.job_id,
+                child.worker,
+                child.job_timeout,
+            )
+            child.terminated_at = now
+            child.process.terminate()
+
+    async def maintain_leases(self) -> None:
+        """Renew our children's leases; rescue the jobs of hosts that stopped renewing theirs."""
+        interval = conf.lease.total_seconds() / 4
+        while True:
+            workers = [child.worker for child in self.children.values()]
+            if workers:
+                await self.in_db(renew_leases, workers, conf.lease)
+            if await self.in_db(rescue_expired_jobs):
+                self.wake()
+            await asyncio.sleep(interval)
+
+    async def listen(self) -> None:
+        """Wake idle children as soon as PostgreSQL announces new jobs; reconnect on failure."""
+        import psycopg
+
+        params = connections[router.db_for_write(WorkerJob)].get_connection_params()
+        params = {k: v for k, v in params.items() if k not in NON_LIBPQ_PARAMS}
+        delay = 0.5
+        while True:
+            try:
+                connection = await psycopg.AsyncConnection.connect(**params, autocommit=True)
+                async with connection:
+                    await connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    delay = 0.5
+                    self.wake()  # jobs may have arrived while we were not listening
+                    async for notify in connection.notifies():
+                        self.wake(notify.payload)
+            except psycopg.Error as error:
+                logger.warning("LISTEN connection lost, reconnecting in %.1fs: %s", delay, error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def in_db(self, function: Callable[..., T], *args: Any) -> T:
+        """Run ``function`` on the database thread, retrying while the database is down."""
+        return await self.loop.run_in_executor(
+            self.db, worker.retry_on_db_error, lambda: function(*args), function.__name__
+        )
+
+    # Stopping
+
+    def on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if self.stopping:
+            logger.warning("%s again: stopping now; running jobs go back to the queue", name)
+            self.stop_now()
+            return
+        logger.info(
+            "%s: finishing running jobs (up to %gs), then exiting; send it again to stop now",
+            name,
+            self.shutdown_timeout,
+        )
+        self.stopping = True
+        self.deadline = time.monotonic() + self.shutdown_timeout
+        self.restart_at.clear()
+        for child in self.children.values():
+            self.send(child, "stop")
+        self.finish_if_idle()
+
+    def stop_now(self) -> None:
+        self.stopping = self.stopping_now = True
+        self.restart_at.clear()
+        for child in self.children.values():
+            child.process.kill()
+        self.finish_if_idle()
+
+
+# Django's connection parameters that are for its own cursor setup, not for libpq.
+NON_LIBPQ_PARAMS = {"cursor_factory", "context", "prepare_threshold", "server_side_binding"}
+
+
+def describe_exit(code: int) -> str:
+    """Say how a process ended, from its exit code (negative: killed by that signal)."""
+    if code < 0:
+        try:
+            return f"Worker process was killed by {signal.Signals(-code).name}."
+        except ValueError:
+            return f"Worker process was killed by signal {-code}."
+    return f"Worker process exited with code {code}."
