@@ -5,8 +5,18 @@ locks, NOTIFY, SQLite's write lock); they run in the tox envs for that database 
 deselected, with a line saying so, in the others.
 """
 
-from collections.abc import Iterator
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
 
+import psutil
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -14,6 +24,7 @@ from django.db import connection
 from django_quickworker.registry import JobRegistry, registry
 
 VENDOR_MARKERS = {"postgresql", "sqlite"}
+T = TypeVar("T")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -57,3 +68,84 @@ def job_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[JobRegistry]:
     """The job registry, restored after the test so test-only job types do not leak."""
     monkeypatch.setattr(registry, "_types", dict(registry._types))
     yield registry
+
+
+REPO = Path(__file__).resolve().parent.parent
+MANAGE = REPO / "testproject" / "manage.py"
+
+
+def database_url(settings_dict: dict[str, Any] | None = None) -> str:
+    """A DATABASE_URL for the database the tests use, for subprocesses."""
+    db = settings_dict or connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def wait_until(condition: Callable[[], T], timeout: float = 30.0, what: str = "") -> T:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Waited {timeout}s for {what or condition}, in vain.")
+        time.sleep(0.05)
+
+
+@dataclass
+class Runworkers:
+    """A real ``manage.py runworkers`` process started by a test."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def children(self) -> list[psutil.Process]:
+        return psutil.Process(self.process.pid).children()
+
+    def send(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float = 60.0) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            message = f"runworkers still running after {timeout}s:\n{self.output}"
+            raise AssertionError(message) from None
+
+
+@pytest.fixture
+def start_runworkers(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..., Runworkers]]:
+    """Start real runworkers processes on the test database; all are killed at teardown.
+
+    Keyword ``env`` adds environment variables (e.g. QUICKWORKER='{"LEASE": 5}').
+    """
+    started: list[Runworkers] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Runworkers:
+        log = tmp_path / f"runworkers-{len(started)}.log"
+        environment = {**os.environ, "DATABASE_URL": database_url(), **(env or {})}
+        environment.pop("TEST_DATABASE_NAME", None)
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [sys.executable, str(MANAGE), "runworkers", *args],
+                env=environment,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so teardown reaches the children
+            )
+        runner = Runworkers(process, log)
+        started.append(runner)
+        return runner
+
+    yield start
+    for runner in started:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(runner.process.pid, signal.SIGKILL)
+        runner.process.wait()

@@ -1,4 +1,5 @@
-"""Demo jobs: one that succeeds, one that fails, one that reports progress, one async.
+"""Demo jobs: one that succeeds, one that fails, one that reports progress, one async,
+and one that records each run (the tests use it to count executions).
 
 The job context's type arrives with the worker; until then ``ctx`` is typed loosely.
 """
@@ -7,6 +8,7 @@ import asyncio
 import time
 from typing import Any
 
+from demo.models import Execution
 from django_quickworker import job
 
 
@@ -38,3 +40,11 @@ async def async_sleep(ctx: Any) -> dict[str, float]:
     seconds = float(ctx.data.get("seconds", 1))
     await asyncio.sleep(seconds)
     return {"slept": seconds}
+
+
+@job("demo.record")
+def record(ctx: Any) -> dict[str, int]:
+    """Record this run, then sleep ``seconds`` (default 0)."""
+    execution = Execution.objects.create(job_id=ctx.job.pk, worker=ctx.job.worker)
+    time.sleep(float(ctx.data.get("seconds", 0)))
+    return {"execution": execution.pk}

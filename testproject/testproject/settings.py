@@ -2,6 +2,7 @@
 
 DATABASE_URL  database (default: a SQLite file beside this project, so nothing else is needed)
 REDIS_URL     channel layer on Redis via channels_redis (default: the in-memory layer)
+QUICKWORKER   django-quickworker's settings as JSON (default: {})
 TEST_DATABASE_NAME  name of the test database (tox gives each env its own)
 SECRET_KEY, DEBUG
 """
@@ -67,6 +68,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 if env.str("TEST_DATABASE_NAME", default=""):
     DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME")}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory: the tests' runworkers processes must see the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test.sqlite3")}
 
 if env.str("REDIS_URL", default=""):
     CHANNEL_LAYERS = {
@@ -77,6 +81,9 @@ if env.str("REDIS_URL", default=""):
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# django-quickworker's settings, as JSON (e.g. QUICKWORKER='{"POLL_INTERVAL": 0.2}').
+QUICKWORKER = env.json("QUICKWORKER", default={})
 
 AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
 LANGUAGE_CODE = "en-us"
