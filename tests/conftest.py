@@ -107,7 +107,9 @@ class Runworkers:
         return self.log.read_text(errors="replace")
 
     def children(self) -> list[psutil.Process]:
-        return psutil.Process(self.process.pid).children()
+        """The worker processes (not multiprocessing's resource tracker)."""
+        children = psutil.Process(self.process.pid).children()
+        return [child for child in children if "spawn_main" in " ".join(child.cmdline())]
 
     def send(self, signum: int) -> None:
         self.process.send_signal(signum)
@@ -120,8 +122,11 @@ class Runworkers:
             raise AssertionError(message) from None
 
 
+StartRunworkers = Callable[..., Runworkers]
+
+
 @pytest.fixture
-def start_runworkers(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..., Runworkers]]:
+def start_runworkers(transactional_db: None, tmp_path: Path) -> Iterator[StartRunworkers]:
     """Start real runworkers processes on the test database; all are killed at teardown.
 
     Keyword ``env`` adds environment variables (e.g. QUICKWORKER='{"LEASE": 5}').

@@ -1,0 +1,307 @@
+"""End to end: PostgreSQL restarts under a running ``runworkers``.
+
+The requirement: the parent and its children reconnect with backoff and carry on; no job is
+lost, and only jobs that were running at that moment may run again.
+
+The test never touches the shared server: it starts its own throwaway cluster (initdb into a
+temp dir, on a free port) with the server binaries of Debian's postgresql package, migrates a
+database in it, and restarts that server while the workers are busy.
+"""
+
+import contextlib
+import glob
+import itertools
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from demo.models import Execution
+from django_quickworker.models import WorkerJob
+from tests.conftest import Runworkers, wait_until
+
+REPO = Path(__file__).resolve().parent.parent
+MANAGE = REPO / "testproject" / "manage.py"
+
+JOBS = 200
+WORKERS = 2
+TAGS = [f"outage:{i}" for i in range(JOBS)]
+DATABASE = "quickworker_outage"
+OUTAGE = 1.0  # seconds the server stays down, so that every process sees it gone
+
+# Submitted through the public API, exactly as a project would.
+SUBMIT = (
+    "from django_quickworker import submit_jobs\n"
+    f"submit_jobs([{{'tag': tag, 'type': 'demo.record', 'data': {{'seconds': 0.02}}, "
+    f"'max_attempts': 3}} for tag in {TAGS!r}])\n"
+)
+
+
+def postgres_bin_dir() -> Path:
+    """The directory holding initdb and pg_ctl; fail, saying what to install, if none does."""
+    candidates: list[str] = []
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        candidates.append(
+            subprocess.run(
+                ["pg_config", "--bindir"], capture_output=True, text=True, check=True
+            ).stdout.strip()
+        )
+    versions = glob.glob("/usr/lib/postgresql/*/bin")
+    candidates += sorted(versions, key=lambda path: int(Path(path).parent.name), reverse=True)
+    for candidate in candidates:
+        directory = Path(candidate)
+        if (directory / "initdb").is_file() and (directory / "pg_ctl").is_file():
+            return directory
+    pytest.fail(
+        "The PostgreSQL restart test needs the server binaries initdb and pg_ctl (looked in "
+        f"{candidates or ['/usr/lib/postgresql/*/bin']}). Install Debian's postgresql package: "
+        "apt-get install postgresql."
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Cluster:
+    """A throwaway PostgreSQL cluster, run as the ``postgres`` OS user when we are root."""
+
+    bin_dir: Path
+    root: Path
+    port: int
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def server_log(self) -> Path:
+        return self.root / "server.log"
+
+    def url(self, database: str = DATABASE) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def connect(self, database: str = DATABASE) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.url(database), autocommit=True, connect_timeout=5)
+
+    def run(self, program: str, *args: str, check: bool = True) -> None:
+        as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        command = [*as_postgres, str(self.bin_dir / program), *args]
+        result = subprocess.run(command, cwd=self.root, capture_output=True, text=True)
+        if check and result.returncode:
+            log = self.server_log.read_text(errors="replace") if self.server_log.exists() else ""
+            raise AssertionError(
+                f"{' '.join(command)} exited {result.returncode}:\n"
+                f"{result.stdout}{result.stderr}\nserver log:\n{log}"
+            )
+
+    def pg_ctl(self, action: str, *args: str, check: bool = True) -> None:
+        self.run("pg_ctl", action, "-D", str(self.data), *args, check=check)
+
+    def start(self) -> None:
+        self.pg_ctl("start", "-w", "-t", "30", "-l", str(self.server_log))
+
+    def stop(self, mode: str = "fast") -> None:
+        self.pg_ctl("stop", "-w", "-t", "30", "-m", mode)
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    """A PostgreSQL server of our own on a free port; stopped and deleted at teardown."""
+    bin_dir = postgres_bin_dir()
+    root = Path(tempfile.mkdtemp(prefix="quickworker-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")  # initdb refuses to run as root
+    server = Cluster(bin_dir, root, free_port())
+    try:
+        server.run("initdb", "-D", str(server.data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
+        settings = {
+            "listen_addresses": "'127.0.0.1'",
+            "port": str(server.port),
+            "unix_socket_directories": f"'{root}'",
+            # A throwaway server: nothing here must survive an OS crash, so skip the fsyncs.
+            "fsync": "off",
+            "full_page_writes": "off",
+            "shared_buffers": "16MB",
+        }
+        with (server.data / "postgresql.conf").open("a") as conf:
+            conf.writelines(f"{name} = {value}\n" for name, value in settings.items())
+        server.start()
+        with server.connect("postgres") as connection:
+            connection.execute(f"CREATE DATABASE {DATABASE}")
+        yield server
+    finally:
+        if (server.data / "postmaster.pid").exists():
+            server.stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def manage(cluster: Cluster, *args: str) -> None:
+    """Run ``manage.py`` on the throwaway database."""
+    environment = {**os.environ, "DATABASE_URL": cluster.url()}
+    environment.pop("TEST_DATABASE_NAME", None)
+    result = subprocess.run(
+        [sys.executable, str(MANAGE), *args],
+        env=environment,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"manage.py {args[0]} failed:\n{result.stdout}{result.stderr}"
+
+
+def query(cluster: Cluster, sql: str) -> list[tuple[Any, ...]]:
+    with cluster.connect() as connection:
+        return connection.execute(sql).fetchall()
+
+
+def count(cluster: Cluster, sql: str) -> int:
+    """A count from the throwaway database, or -1 while it cannot be reached."""
+    try:
+        return int(query(cluster, sql)[0][0])
+    except psycopg.OperationalError:
+        return -1
+
+
+JOB_TABLE = WorkerJob._meta.db_table
+EXECUTION_TABLE = Execution._meta.db_table
+UNFINISHED = f"SELECT count(*) FROM {JOB_TABLE} WHERE status IN ('scheduled', 'running')"
+
+
+@pytest.mark.postgresql
+def test_a_postgresql_restart_loses_no_job(
+    cluster: Cluster, start_runworkers: Callable[..., Runworkers]
+) -> None:
+    manage(cluster, "migrate", "--verbosity", "0")
+    manage(cluster, "shell", "--no-imports", "-c", SUBMIT)
+    assert count(cluster, UNFINISHED) == JOBS
+
+    # A short lease makes the parent renew every 1.5 s, so its own database connection meets
+    # the restart within the test too (at the default 60 s it would wait 15 s to notice). The
+    # outage (~2 s) plus the parent's reconnect backoff stays well inside 6 s, and the parent
+    # renews its children's leases before it rescues expired ones.
+    runner = start_runworkers(
+        "--workers",
+        str(WORKERS),
+        env={"DATABASE_URL": cluster.url(), "QUICKWORKER": '{"POLL_INTERVAL": 0.2, "LEASE": 6}'},
+    )
+    wait_until(
+        lambda: count(cluster, f"SELECT count(*) FROM {EXECUTION_TABLE}") >= 20,
+        timeout=30,
+        what=f"the workers to run some jobs; runworkers log:\n{runner.output}",
+    )
+
+    # The restart: a fast shutdown ends every connection (and rolls back whatever they were
+    # doing), then the server stays down for a moment before it comes back.
+    running_before = count(cluster, f"SELECT count(*) FROM {JOB_TABLE} WHERE status = 'running'")
+    cluster.stop("fast")
+    outage_started = time.monotonic()
+    restart_began = datetime.now(timezone.utc)
+    time.sleep(OUTAGE)
+    assert runner.process.poll() is None, f"runworkers died with the database:\n{runner.output}"
+    cluster.start()
+    restarted = datetime.now(timezone.utc)
+    assert count(cluster, UNFINISHED) > 0, (
+        "every job had finished before the restart, so it proved nothing; submit more jobs"
+    )
+
+    wait_until(
+        lambda: count(cluster, UNFINISHED) == 0,
+        timeout=90,
+        what=f"the queue to drain after the restart; runworkers log:\n{runner.output}",
+    )
+    recovery = time.monotonic() - outage_started
+    # The parent's own connection (lease renewal) notices the restart within one renewal.
+    wait_until(
+        lambda: (
+            "database unavailable during renew_leases" in runner.output
+            or "database unavailable during rescue_expired_jobs" in runner.output
+        ),
+        timeout=10,
+        what=f"the parent to meet the outage on its database thread:\n{runner.output}",
+    )
+    log = runner.output
+    print("\n".join(line for line in log.splitlines() if "job started" not in line and "job finished" not in line))
+    assert runner.process.poll() is None, f"runworkers crashed after the restart:\n{log}"
+
+    # Everyone met the outage and reconnected: the children (claim, finish, look ahead), the
+    # parent's database thread (above) and its LISTEN connection.
+    assert "LISTEN connection lost" in log, log
+    assert "database unavailable during claim" in log or "during finish" in log, log
+    # ...without a child dying over it (the parent would have logged "worker ... exited").
+    assert not re.search(r"worker \S+ (exited|failed): ", log), log
+
+    rows = query(
+        cluster,
+        "SELECT id, tag, status, attempt, rescheduled_from_id, result "
+        f"FROM {JOB_TABLE} ORDER BY id",
+    )
+    executions = query(cluster, f"SELECT job_id, started FROM {EXECUTION_TABLE} ORDER BY id")
+
+    # No job lost: every submitted tag's chain (its first row and the retries linked to it by
+    # rescheduled_from) ends in exactly one success; nothing is left scheduled or running.
+    by_id = {row[0]: row for row in rows}
+    chains: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in rows:
+        chains[row[1]].append(row)
+    assert sorted(chains) == sorted(TAGS)
+    assert {row[2] for row in rows} <= {"succeeded", "failed"}, rows
+    for tag, chain in chains.items():
+        statuses = [row[2] for row in chain]
+        assert statuses.count("succeeded") == 1, (tag, chain)
+        assert statuses[-1] == "succeeded", (tag, chain)
+        assert chain[0][4] is None, (tag, chain)
+        for previous, retry in itertools.pairwise(chain):
+            # A retry follows a failed run of the same tag, and counts as one more attempt.
+            assert retry[4] == previous[0] and by_id[retry[4]][1] == tag, (tag, chain)
+            assert previous[2] == "failed" and retry[3] == previous[3] + 1, (tag, chain)
+
+    # Every success ran: its row has an execution recorded by the job itself.
+    executed = Counter(job_id for job_id, _ in executions)
+    succeeded = [row[0] for row in rows if row[2] == "succeeded"]
+    assert all(executed[job_id] >= 1 for job_id in succeeded), "a success without a run"
+    assert all(executed[job_id] == 1 for job_id in executed), "one row, claimed twice"
+
+    # Only jobs that were running at the restart may run again. Each worker runs one job at a
+    # time and cannot claim another while the server is down, so at most one job per worker
+    # was in flight across the outage: at most WORKERS tags may show more than one execution
+    # (a run that recorded its execution, then failed on the dead connection and was retried).
+    # And such a tag's first run must have started before the server came back.
+    runs_by_tag: dict[str, list[datetime]] = defaultdict(list)
+    for job_id, started in executions:
+        runs_by_tag[by_id[job_id][1]].append(started)
+    repeated = {tag: runs for tag, runs in runs_by_tag.items() if len(runs) > 1}
+    retried = [tag for tag, chain in chains.items() if len(chain) > 1]
+    print(
+        f"\nrestart: {running_before} job(s) running before it; queue drained "
+        f"{recovery:.1f}s after the stop; {len(retried)} tag(s) retried, "
+        f"{len(repeated)} run more than once: {sorted(repeated)}"
+    )
+    assert len(repeated) <= WORKERS, repeated
+    for tag, runs in repeated.items():
+        assert min(runs) <= restarted, (tag, runs, restart_began, restarted)
+    # Retries come only from runs the outage interrupted: again at most one per worker.
+    assert len(retried) <= WORKERS, [chains[tag] for tag in retried]
+
+    runner.send(signal.SIGTERM)
+    assert runner.wait(timeout=30) == 0, runner.output
+    assert "runworkers stopped" in runner.output

@@ -1,0 +1,204 @@
+"""End to end: real ``manage.py runworkers`` processes on the test database."""
+
+import os
+import signal
+from datetime import timedelta
+
+import psutil
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from demo.models import Execution
+from django_quickworker import submit_job, submit_jobs
+from django_quickworker.models import Status, WorkerJob
+from tests.conftest import StartRunworkers, wait_until
+
+FAST_POLL = {"QUICKWORKER": '{"POLL_INTERVAL": 0.1}'}
+
+
+def status_of(job: WorkerJob) -> str:
+    job.refresh_from_db()
+    return job.status
+
+
+def error_of(job: WorkerJob) -> str:
+    assert isinstance(job.result, dict), job.result
+    return str(job.result["error"])
+
+
+def running_pid(job: WorkerJob) -> int:
+    """The pid of the worker running ``job``, from its host:pid:slot name."""
+    wait_until(lambda: status_of(job) == Status.RUNNING, what=f"job {job.pk} to start")
+    return int(job.worker.split(":")[1])
+
+
+def test_every_job_runs_exactly_once(start_runworkers: StartRunworkers) -> None:
+    jobs = submit_jobs([{"tag": f"once:{i}", "type": "demo.record"} for i in range(1000)])
+    runner = start_runworkers("--workers", "4", "--burst")
+    assert runner.wait(timeout=180) == 0, runner.output
+    assert WorkerJob.objects.succeeded().count() == 1000
+    executed = list(Execution.objects.values_list("job_id", flat=True))
+    assert sorted(executed) == sorted(job.pk for job in jobs)
+    workers = set(WorkerJob.objects.values_list("worker", flat=True))
+    assert len(workers) >= 2, "the jobs were not shared between workers"
+
+
+def test_banner_and_burst_exit(start_runworkers: StartRunworkers) -> None:
+    runner = start_runworkers("--workers", "2", "--burst", "--queues", "default,mail")
+    assert runner.wait() == 0, runner.output
+    banner = runner.output
+    assert "django-quickworker" in banner
+    assert "workers:       2" in banner
+    assert "queues:        default, mail" in banner
+    assert "demo.add, demo.asyncSleep, demo.countdown, demo.fail, demo.record" in banner
+    assert "channel layer:" in banner
+
+
+def test_only_the_given_queues_are_served(start_runworkers: StartRunworkers) -> None:
+    mail = submit_job(tag="q:mail", type="demo.add", data={"a": 1, "b": 1}, queue="mail")
+    other = submit_job(tag="q:other", type="demo.add", data={"a": 1, "b": 1}, queue="other")
+    runner = start_runworkers("--burst", "--queues", "mail")
+    assert runner.wait() == 0, runner.output
+    assert status_of(mail) == Status.SUCCEEDED
+    assert status_of(other) == Status.SCHEDULED
+
+
+def test_an_idle_pool_picks_up_new_jobs(start_runworkers: StartRunworkers) -> None:
+    runner = start_runworkers("--workers", "2", env=FAST_POLL)
+    wait_until(lambda: "worker" in runner.output or runner.children(), what="workers")
+    job = submit_job(tag="late", type="demo.add", data={"a": 2, "b": 3})
+    wait_until(lambda: status_of(job) == Status.SUCCEEDED, what="the new job to run")
+    assert job.result == {"sum": 5}
+
+
+def test_a_killed_child_fails_its_job_and_is_replaced(start_runworkers: StartRunworkers) -> None:
+    job = submit_job(tag="victim", type="demo.record", data={"seconds": 60})
+    runner = start_runworkers("--workers", "1", env=FAST_POLL)
+    pid = running_pid(job)
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: status_of(job) == Status.FAILED, timeout=5, what="the job to fail")
+    assert "SIGKILL" in error_of(job)
+    # A new child takes over and serves the next job.
+    follow_up = submit_job(tag="next", type="demo.add", data={"a": 1, "b": 2})
+    wait_until(lambda: status_of(follow_up) == Status.SUCCEEDED, what="the replacement to serve")
+    assert int(follow_up.worker.split(":")[1]) != pid
+    assert runner.process.poll() is None
+
+
+def test_a_killed_child_job_is_retried_by_its_policy(start_runworkers: StartRunworkers) -> None:
+    job = submit_job(tag="retry-me", type="demo.record", data={"seconds": 60}, max_attempts=2)
+    start_runworkers("--workers", "1", env=FAST_POLL)
+    os.kill(running_pid(job), signal.SIGKILL)
+    wait_until(lambda: status_of(job) == Status.FAILED, timeout=5, what="the job to fail")
+    retry = wait_until(lambda: WorkerJob.objects.filter(rescheduled_from=job).first(), 5, "retry")
+    assert (retry.tag, retry.data, retry.attempt, retry.max_attempts) == (
+        "retry-me",
+        job.data,
+        1,
+        2,
+    )
+    wait_until(lambda: status_of(retry) == Status.RUNNING, what="the retry to run")
+    assert retry.attempt == 2
+
+
+def test_a_job_over_its_timeout_is_ended_and_failed(start_runworkers: StartRunworkers) -> None:
+    job = submit_job(tag="slow", type="demo.record", data={"seconds": 60}, timeout=1)
+    runner = start_runworkers("--workers", "1", env=FAST_POLL)
+    wait_until(lambda: status_of(job) == Status.FAILED, timeout=20, what="the timeout")
+    assert error_of(job) == "Job timed out after 1s."
+    follow_up = submit_job(tag="after", type="demo.add", data={"a": 1, "b": 2})
+    wait_until(lambda: status_of(follow_up) == Status.SUCCEEDED, what="the worker to keep serving")
+    assert "timed out" in runner.output
+
+
+def test_sigterm_lets_running_jobs_finish(start_runworkers: StartRunworkers) -> None:
+    jobs = [submit_job(tag=f"drain:{i}", type="demo.record", data={"seconds": 2}) for i in range(2)]
+    runner = start_runworkers("--workers", "2", env=FAST_POLL)
+    for job in jobs:
+        running_pid(job)
+    runner.send(signal.SIGTERM)
+    assert runner.wait(timeout=30) == 0, runner.output
+    assert [status_of(job) for job in jobs] == [Status.SUCCEEDED, Status.SUCCEEDED]
+
+
+def test_a_second_signal_puts_running_jobs_back(start_runworkers: StartRunworkers) -> None:
+    job = submit_job(tag="interrupted", type="demo.record", data={"seconds": 60})
+    runner = start_runworkers("--workers", "1", env=FAST_POLL)
+    running_pid(job)
+    runner.send(signal.SIGTERM)
+    wait_until(lambda: "send it again" in runner.output, what="the drain message")
+    runner.send(signal.SIGINT)
+    assert runner.wait(timeout=30) == 0, runner.output
+    assert status_of(job) == Status.SCHEDULED
+    assert (job.started, job.worker, job.attempt) == (None, "", 1)
+
+
+def test_children_leave_when_the_parent_is_killed(start_runworkers: StartRunworkers) -> None:
+    job = submit_job(tag="orphan", type="demo.record", data={"seconds": 60})
+    runner = start_runworkers("--workers", "2", env=FAST_POLL)
+    running_pid(job)
+    children = runner.children()
+    assert len(children) == 2
+    runner.process.kill()
+    runner.process.wait()
+    wait_until(
+        lambda: (
+            not any(
+                child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in children
+            )
+        ),
+        timeout=10,
+        what="the children to exit",
+    )
+    assert status_of(job) == Status.SCHEDULED  # released by its worker on the way out
+
+
+def test_jobs_of_a_dead_host_are_rescued_when_their_lease_expires(
+    start_runworkers: StartRunworkers,
+) -> None:
+    past = timezone.now() - timedelta(minutes=5)
+    dead = submit_job(tag="dead-host", type="demo.record", max_attempts=2)
+    alive = submit_job(tag="other-host", type="demo.record")
+    WorkerJob.objects.filter(pk=dead.pk).update(
+        status=Status.RUNNING, started=past, worker="gone:1:0", attempt=1, lease_expires=past
+    )
+    WorkerJob.objects.filter(pk=alive.pk).update(
+        status=Status.RUNNING,
+        started=past,
+        worker="busy:1:0",
+        attempt=1,
+        lease_expires=timezone.now() + timedelta(hours=1),
+    )
+    start_runworkers("--workers", "1", env=FAST_POLL)
+    wait_until(lambda: status_of(dead) == Status.FAILED, what="the rescue")
+    assert "stopped renewing its lease" in error_of(dead)
+    retry = wait_until(lambda: WorkerJob.objects.filter(rescheduled_from=dead).first(), 10, "retry")
+    wait_until(lambda: status_of(retry) == Status.SUCCEEDED, what="the retry to run")
+    assert status_of(alive) == Status.RUNNING
+
+
+def test_unknown_types_fail_without_stopping_the_worker(start_runworkers: StartRunworkers) -> None:
+    stray = submit_job(tag="stray", type="demo.add")
+    WorkerJob.objects.filter(pk=stray.pk).update(type="removedJob")
+    good = submit_job(tag="good", type="demo.add", data={"a": 1, "b": 1}, priority=-1)
+    runner = start_runworkers("--burst")
+    assert runner.wait() == 0, runner.output
+    assert status_of(stray) == Status.FAILED
+    assert error_of(stray).startswith("Unknown job type 'removedJob'")
+    assert status_of(good) == Status.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--workers", "abc"], "abc"),
+        (["--workers", "0"], "'0'"),
+        (["--queues", "a,b c"], "b c"),
+        (["--shutdown-timeout", "-1"], "-1"),
+        (["--log-level", "loud"], "loud"),
+    ],
+)
+def test_bad_arguments_are_refused_naming_the_value(args: list[str], named: str) -> None:
+    with pytest.raises(CommandError, match=named):
+        call_command("runworkers", *args)
