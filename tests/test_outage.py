@@ -240,7 +240,6 @@ def test_a_postgresql_restart_loses_no_job(
         what=f"the parent to meet the outage on its database thread:\n{runner.output}",
     )
     log = runner.output
-    print("\n".join(line for line in log.splitlines() if "job started" not in line and "job finished" not in line))
     assert runner.process.poll() is None, f"runworkers crashed after the restart:\n{log}"
 
     # Everyone met the outage and reconnected: the children (claim, finish, look ahead), the
