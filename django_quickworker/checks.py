@@ -19,6 +19,8 @@ SETTING_READINGS: list[Callable[[], object]] = [
     lambda: conf.retain_succeeded,
     lambda: conf.retain_failed,
     lambda: conf.max_attempts,
+    lambda: conf.retry_backoff_max,
+    lambda: conf.cleanup_batch_size,
     lambda: conf.cron_time_zone,
 ]
 

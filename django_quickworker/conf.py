@@ -24,6 +24,8 @@ DEFAULTS: dict[str, Any] = {
     "RETAIN_SUCCEEDED": 3600,  # seconds a succeeded row is kept after it finished (1 hour)
     "RETAIN_FAILED": 7 * 86400,  # seconds a failed or cancelled row is kept (7 days)
     "MAX_ATTEMPTS": 5,  # runs allowed when retrying on failure and no max_attempts is given
+    "RETRY_BACKOFF_MAX": 3600,  # seconds, the longest wait an exponential backoff reaches
+    "CLEANUP_BATCH_SIZE": 1000,  # rows removeOldWorkerJobs deletes per statement
     "CRON_TIME_ZONE": None,  # time zone name for cron schedules; None means TIME_ZONE
 }
 
@@ -73,12 +75,15 @@ class Conf:
 
     @property
     def max_attempts(self) -> int:
-        value = self._get("MAX_ATTEMPTS")
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ImproperlyConfigured(
-                f"QUICKWORKER['MAX_ATTEMPTS']={value!r} is invalid; use a positive integer."
-            )
-        return value
+        return self._positive_int("MAX_ATTEMPTS")
+
+    @property
+    def retry_backoff_max(self) -> timedelta:
+        return self._positive_duration("RETRY_BACKOFF_MAX")
+
+    @property
+    def cleanup_batch_size(self) -> int:
+        return self._positive_int("CLEANUP_BATCH_SIZE")
 
     @property
     def cron_time_zone(self) -> ZoneInfo:
@@ -104,6 +109,14 @@ class Conf:
 
     def _get(self, name: str) -> Any:
         return self.user_settings().get(name, DEFAULTS[name])
+
+    def _positive_int(self, name: str) -> int:
+        value = self._get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ImproperlyConfigured(
+                f"QUICKWORKER[{name!r}]={value!r} is invalid; use a positive integer."
+            )
+        return value
 
     def _positive_duration(self, name: str) -> timedelta:
         duration = self._duration(name)

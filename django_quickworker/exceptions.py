@@ -1,8 +1,21 @@
 """Exceptions raised by django-quickworker."""
 
+from datetime import timedelta
+
 
 class QuickworkerError(Exception):
     """Base class of django-quickworker's exceptions. Do not raise directly."""
+
+
+class RetryJob(QuickworkerError):
+    """Raise inside a job to have it run again later (within its max_attempts).
+
+    ``delay`` (a timedelta or seconds) overrides the job's backoff for this retry.
+    """
+
+    def __init__(self, reason: str = "", *, delay: timedelta | float | None = None) -> None:
+        super().__init__(reason or "The job asked to be retried.")
+        self.delay = delay
 
 
 class InvalidJobError(QuickworkerError, ValueError):

@@ -1,10 +1,12 @@
-"""Finishing jobs: record how a run ended, fenced to the worker that ran it, then retry.
+"""Finishing jobs: record how a run ended, fenced to the worker that ran it; then retry it
+and schedule a cron job's next occurrence.
 
 Every write here is fenced: it lands only if the row is still running under the worker and
 attempt that claimed it, so a job rescued from a dead worker can never be finished twice.
 """
 
 import logging
+import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,7 +15,8 @@ from django.db import router, transaction
 from django.utils import timezone
 
 from django_quickworker.conf import conf
-from django_quickworker.models import Status, WorkerJob, WorkerJobQuerySet
+from django_quickworker.cron import schedule_next_occurrence
+from django_quickworker.models import Backoff, Status, WorkerJob, WorkerJobQuerySet
 from django_quickworker.submit import resubmit
 
 logger = logging.getLogger(__name__)
@@ -27,6 +30,8 @@ class Outcome:
     result: Any = None
     traceback: str = ""
     retryable: bool = True  # False when running again cannot help (an unknown job type)
+    retry_requested: bool = False  # the job raised RetryJob
+    retry_delay: timedelta | None = None  # RetryJob's delay, instead of the backoff
 
     @classmethod
     def failure(cls, message: str, traceback: str = "", retryable: bool = True) -> "Outcome":
@@ -34,19 +39,36 @@ class Outcome:
 
 
 def finish_job(job: WorkerJob, outcome: Outcome) -> WorkerJob | None:
-    """Record ``outcome`` on the claimed ``job``; schedule a retry if its policy allows one.
+    """Record ``outcome`` on the claimed ``job``; retry it if allowed; continue its cron chain.
 
     Returns the retry's row, or None. Records nothing when the fence no longer holds.
     """
     now = timezone.now()
-    if outcome.success or not outcome.retryable or not _may_retry(job):
-        _record(job, outcome, now)
+    retry_due = _retry_due(job, outcome, now)
+    if retry_due is None and not job.cron_schedule:
+        _record(job, outcome, now)  # the hot path: one UPDATE
         return None
-    # The failure and its retry land together or not at all.
+    # The outcome, the retry and the next occurrence land together or not at all.
     with transaction.atomic(using=router.db_for_write(WorkerJob), savepoint=False):
         if not _record(job, outcome, now):
             return None
-        return resubmit(job, due=now + job.auto_reschedule_on_failure_delay)
+        if job.cron_schedule:
+            schedule_next_occurrence(job, now)
+        return None if retry_due is None else resubmit(job, due=retry_due)
+
+
+def backoff(job: WorkerJob) -> timedelta:
+    """How long a failed ``job`` waits before its retry.
+
+    Fixed: the reschedule delay. Exponential: that delay (at least 1 s) doubled for each
+    attempt so far, capped at RETRY_BACKOFF_MAX, then jittered down by up to half so that
+    jobs that failed together do not all come back together.
+    """
+    delay = job.auto_reschedule_on_failure_delay
+    if job.retry_backoff != Backoff.EXPONENTIAL:
+        return delay
+    ceiling = min((delay or timedelta(seconds=1)) * 2 ** (job.attempt - 1), conf.retry_backoff_max)
+    return ceiling * random.uniform(0.5, 1.0)
 
 
 def release_job(job: WorkerJob) -> bool:
@@ -107,8 +129,21 @@ def _record(job: WorkerJob, outcome: Outcome, now: datetime) -> bool:
     return recorded == 1
 
 
-def _may_retry(job: WorkerJob) -> bool:
-    return job.auto_reschedule_on_failure and job.attempt < job.max_attempts
+def _retry_due(job: WorkerJob, outcome: Outcome, now: datetime) -> datetime | None:
+    """When ``job`` runs again after ``outcome``, or None if it does not."""
+    if outcome.success or not outcome.retryable:
+        return None
+    if outcome.retry_requested:
+        # A job that asks for a retry gets one even without a retry policy, but never
+        # more than MAX_ATTEMPTS runs: QuickDapp's endless retries are what we avoid.
+        limit = job.max_attempts if job.auto_reschedule_on_failure else conf.max_attempts
+    elif job.auto_reschedule_on_failure:
+        limit = job.max_attempts
+    else:
+        return None
+    if job.attempt >= limit:
+        return None
+    return now + (outcome.retry_delay if outcome.retry_delay is not None else backoff(job))
 
 
 def _fenced(job: WorkerJob) -> WorkerJobQuerySet:

@@ -20,6 +20,11 @@ class Status(models.TextChoices):
     CANCELLED = "cancelled"
 
 
+class Backoff(models.TextChoices):
+    FIXED = "fixed"
+    EXPONENTIAL = "exponential"
+
+
 FINISHED_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
 # The status is indexed, so it must never disagree with the timestamps; the database
@@ -121,6 +126,13 @@ class WorkerJob(models.Model):
     auto_reschedule_on_failure = models.BooleanField(_("reschedule on failure"), default=False)
     auto_reschedule_on_failure_delay = models.DurationField(
         _("reschedule delay"), default=timedelta
+    )
+    retry_backoff = models.CharField(
+        _("retry backoff"),
+        max_length=11,
+        choices=Backoff.choices,
+        default=Backoff.FIXED,
+        help_text=_("Fixed: every retry waits the reschedule delay. Exponential: it doubles."),
     )
     rescheduled_from = models.ForeignKey(
         "self",

@@ -36,6 +36,7 @@ class JobType:
     max_attempts: int | None = None
     auto_reschedule_on_failure: bool = False
     auto_reschedule_on_failure_delay: timedelta = timedelta(0)
+    retry_backoff: str = "fixed"
 
     @property
     def is_async(self) -> bool:
@@ -93,6 +94,7 @@ def job(
     max_attempts: int | None = None,
     auto_reschedule_on_failure: bool = False,
     auto_reschedule_on_failure_delay: Duration = 0,
+    retry_backoff: str = "fixed",
 ) -> Callable[[JobFunction], JobFunction]:
     """Register the decorated function (sync or ``async def``) as job type ``type_name``."""
     validate_type_name(type_name)
@@ -103,6 +105,7 @@ def job(
     validate_priority(priority)
     validate_max_attempts(max_attempts)
     retry_delay = to_timedelta(auto_reschedule_on_failure_delay, "auto_reschedule_on_failure_delay")
+    validate_backoff(retry_backoff)
 
     def register(function: JobFunction) -> JobFunction:
         job_type = JobType(
@@ -115,6 +118,7 @@ def job(
             max_attempts=max_attempts,
             auto_reschedule_on_failure=bool(auto_reschedule_on_failure),
             auto_reschedule_on_failure_delay=retry_delay,
+            retry_backoff=retry_backoff,
         )
         registry.register(job_type)
         return function
@@ -163,3 +167,13 @@ def validate_max_attempts(max_attempts: object) -> int | None:
     ):
         raise InvalidOption(f"max_attempts={max_attempts!r} is invalid; use a positive integer.")
     return max_attempts
+
+
+BACKOFFS = ("fixed", "exponential")
+
+
+def validate_backoff(backoff: object) -> str:
+    """Return ``backoff`` if it names a retry backoff, else raise InvalidOption."""
+    if backoff not in BACKOFFS:
+        raise InvalidOption(f"retry_backoff={backoff!r} is invalid; use one of {BACKOFFS!r}.")
+    return str(backoff)

@@ -18,6 +18,7 @@ from django_quickworker.payload import is_storable_text, validate_payload
 from django_quickworker.registry import (
     JobType,
     registry,
+    validate_backoff,
     validate_max_attempts,
     validate_priority,
     validate_queue,
@@ -43,6 +44,7 @@ def submit_job(
     cron: str | None = None,
     auto_reschedule_on_failure: bool | None = None,
     auto_reschedule_on_failure_delay: Duration | None = None,
+    retry_backoff: str | None = None,
     max_attempts: int | None = None,
     timeout: Duration | None = None,
     remove_delay: Duration | None = None,
@@ -87,14 +89,14 @@ def submit_jobs(
     _check_users_exist(jobs, alias)
     with transaction.atomic(using=alias, savepoint=False):
         if on_duplicate_tag == "allow":
-            return _insert(jobs, alias)
-        _lock_tags(tags, alias)
+            return insert(jobs, alias)
+        lock_tags(tags, alias)
         scheduled = WorkerJob.objects.using(alias).scheduled().filter(tag__in=tags)
         if on_duplicate_tag == "replace":
             scheduled.cancel(CANCELLED_BY_NEW_JOB)
-            return _insert(jobs, alias)
+            return insert(jobs, alias)
         existing = {job.tag: job for job in scheduled}
-        _insert([job for job in jobs if job.tag not in existing], alias)
+        insert([job for job in jobs if job.tag not in existing], alias)
         return [existing.get(job.tag, job) for job in jobs]
 
 
@@ -110,6 +112,7 @@ def build_job(
     cron: str | None = None,
     auto_reschedule_on_failure: bool | None = None,
     auto_reschedule_on_failure_delay: Duration | None = None,
+    retry_backoff: str | None = None,
     max_attempts: int | None = None,
     timeout: Duration | None = None,
     remove_delay: Duration | None = None,
@@ -133,6 +136,9 @@ def build_job(
         auto_reschedule_on_failure_delay=job_type.auto_reschedule_on_failure_delay
         if auto_reschedule_on_failure_delay is None
         else to_timedelta(auto_reschedule_on_failure_delay, "auto_reschedule_on_failure_delay"),
+        retry_backoff=job_type.retry_backoff
+        if retry_backoff is None
+        else validate_backoff(retry_backoff),
         max_attempts=attempts,
         timeout=job_type.timeout if timeout is None else _positive(timeout, "timeout"),
         remove_delay=None if remove_delay is None else to_timedelta(remove_delay, "remove_delay"),
@@ -233,7 +239,7 @@ def _check_users_exist(jobs: list[WorkerJob], alias: str) -> None:
         raise InvalidUser(f"user={missing[0]!r} is not the id of an existing user.")
 
 
-def _lock_tags(tags: list[str], alias: str) -> None:
+def lock_tags(tags: list[str], alias: str) -> None:
     """Serialize submissions of the same tags until this transaction ends.
 
     Without it, two concurrent "replace" or "skip" submissions could each see no scheduled
@@ -252,7 +258,8 @@ def _lock_tags(tags: list[str], alias: str) -> None:
         )
 
 
-def _insert(jobs: list[WorkerJob], alias: str) -> list[WorkerJob]:
+def insert(jobs: list[WorkerJob], alias: str) -> list[WorkerJob]:
+    """Write ``jobs`` with one INSERT and wake the workers of their queues on commit."""
     WorkerJob.objects.using(alias).bulk_create(jobs)
     _wake_workers({job.queue for job in jobs}, alias)
     return jobs
@@ -278,9 +285,9 @@ RESUBMITTED_FIELDS = (
     "data",
     "queue",
     "priority",
-    "cron_schedule",
     "auto_reschedule_on_failure",
     "auto_reschedule_on_failure_delay",
+    "retry_backoff",
     "max_attempts",
     "attempt",
     "timeout",
@@ -290,11 +297,15 @@ RESUBMITTED_FIELDS = (
 
 
 def resubmit(job: WorkerJob, *, due: datetime) -> WorkerJob:
-    """Write a scheduled copy of ``job`` due at ``due``, linked by ``rescheduled_from``."""
+    """Write a scheduled copy of ``job`` due at ``due``, linked by ``rescheduled_from``.
+
+    The copy is a one-off: a cron job's chain goes on through its next occurrence, not
+    through its retries.
+    """
     copy = WorkerJob(
         due=due, rescheduled_from=job, **{name: getattr(job, name) for name in RESUBMITTED_FIELDS}
     )
     alias = router.db_for_write(WorkerJob)
     with transaction.atomic(using=alias, savepoint=False):
-        _insert([copy], alias)
+        insert([copy], alias)
     return copy

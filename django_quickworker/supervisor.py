@@ -24,6 +24,7 @@ from django.db import connections, router
 from django_quickworker import child as child_process
 from django_quickworker import worker
 from django_quickworker.conf import conf
+from django_quickworker.cron import ensure_cron_jobs
 from django_quickworker.finish import (
     fail_jobs_of,
     release_jobs_of,
@@ -99,6 +100,7 @@ class Supervisor:
         self.db = ThreadPoolExecutor(1, thread_name_prefix="quickworker-db")
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.on_signal, signum)
+        await self.in_db(ensure_cron_jobs)
         connections.close_all()
         for slot in range(self.workers):
             self.start(slot)

@@ -22,11 +22,12 @@ from django.utils import timezone
 from django_quickworker.claim import claim_next
 from django_quickworker.conf import conf
 from django_quickworker.context import JobContext
-from django_quickworker.exceptions import UnknownJobType
+from django_quickworker.exceptions import InvalidDuration, RetryJob, UnknownJobType
 from django_quickworker.finish import Outcome, finish_job, release_job
 from django_quickworker.models import WorkerJob
 from django_quickworker.payload import validate_payload
 from django_quickworker.registry import registry
+from django_quickworker.schedule import to_timedelta
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +170,8 @@ def execute(job: WorkerJob) -> Outcome:
         else:
             value = job_type.function(JobContext(job))
         validate_payload(value, "result")
+    except RetryJob as request:
+        return _retry_outcome(job, request)
     except Exception as error:  # the job boundary: whatever the job raised is its failure
         logger.warning(
             "job raised id=%s type=%s: %s: %s",
@@ -184,6 +187,15 @@ def execute(job: WorkerJob) -> Outcome:
             traceback.format_exc(),
         )
     return Outcome(True, value)
+
+
+def _retry_outcome(job: WorkerJob, request: RetryJob) -> Outcome:
+    logger.info("job asked for a retry id=%s type=%s: %s", job.pk, job.type, request)
+    try:
+        delay = None if request.delay is None else to_timedelta(request.delay, "RetryJob delay")
+    except InvalidDuration as error:
+        return Outcome.failure(str(error))
+    return Outcome(False, {"error": str(request)}, retry_requested=True, retry_delay=delay)
 
 
 def retry_on_db_error(operation: Callable[[], T], what: str) -> T:

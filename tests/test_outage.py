@@ -169,6 +169,16 @@ def manage(cluster: Cluster, *args: str) -> None:
     assert result.returncode == 0, f"manage.py {args[0]} failed:\n{result.stdout}{result.stderr}"
 
 
+def wait_for(
+    runner: Runworkers, condition: Callable[[], object], what: str, timeout: float = 30.0
+) -> None:
+    """``wait_until``, failing with the runworkers log as it is at the end of the wait."""
+    try:
+        wait_until(condition, timeout=timeout, what=what)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\nrunworkers log:\n{runner.output}") from None
+
+
 def query(cluster: Cluster, sql: str) -> list[tuple[Any, ...]]:
     with cluster.connect() as connection:
         return connection.execute(sql).fetchall()
@@ -184,6 +194,7 @@ def count(cluster: Cluster, sql: str) -> int:
 
 JOB_TABLE = WorkerJob._meta.db_table
 EXECUTION_TABLE = Execution._meta.db_table
+LISTENING = "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'LISTEN %'"
 UNFINISHED = f"SELECT count(*) FROM {JOB_TABLE} WHERE status IN ('scheduled', 'running')"
 
 
@@ -204,15 +215,17 @@ def test_a_postgresql_restart_loses_no_job(
         str(WORKERS),
         env={"DATABASE_URL": cluster.url(), "QUICKWORKER": '{"POLL_INTERVAL": 0.2, "LEASE": 6}'},
     )
-    wait_until(
+    wait_for(
+        runner,
         lambda: count(cluster, f"SELECT count(*) FROM {EXECUTION_TABLE}") >= 20,
-        timeout=30,
-        what=f"the workers to run some jobs; runworkers log:\n{runner.output}",
+        "the workers to run some jobs",
     )
 
     # The restart: a fast shutdown ends every connection (and rolls back whatever they were
     # doing), then the server stays down for a moment before it comes back.
     running_before = count(cluster, f"SELECT count(*) FROM {JOB_TABLE} WHERE status = 'running'")
+    children = {child.pid for child in runner.children()}
+    assert len(children) == WORKERS, runner.output
     cluster.stop("fast")
     outage_started = time.monotonic()
     restart_began = datetime.now(timezone.utc)
@@ -224,30 +237,30 @@ def test_a_postgresql_restart_loses_no_job(
         "every job had finished before the restart, so it proved nothing; submit more jobs"
     )
 
-    wait_until(
-        lambda: count(cluster, UNFINISHED) == 0,
-        timeout=90,
-        what=f"the queue to drain after the restart; runworkers log:\n{runner.output}",
-    )
+    wait_for(runner, lambda: count(cluster, UNFINISHED) == 0, "the queue to drain", 90)
     recovery = time.monotonic() - outage_started
-    # The parent's own connection (lease renewal) notices the restart within one renewal.
-    wait_until(
-        lambda: (
-            "database unavailable during renew_leases" in runner.output
-            or "database unavailable during rescue_expired_jobs" in runner.output
-        ),
-        timeout=10,
-        what=f"the parent to meet the outage on its database thread:\n{runner.output}",
+    # The parent's database thread (leases, settling jobs) meets the dead connection at its
+    # next use, at the latest one renewal interval after the restart, and reconnects.
+    parent_retries = re.compile(
+        r"database unavailable during "
+        r"(renew_leases|rescue_expired_jobs|fail_jobs_of|release_jobs_of)"
     )
+    wait_for(runner, lambda: parent_retries.search(runner.output), "the parent's reconnect", 10)
+    # The parent listens again: its LISTEN connection is back on the restarted server.
+    wait_for(runner, lambda: count(cluster, LISTENING) >= 1, "the parent to LISTEN again", 15)
     log = runner.output
     assert runner.process.poll() is None, f"runworkers crashed after the restart:\n{log}"
 
     # Everyone met the outage and reconnected: the children (claim, finish, look ahead), the
     # parent's database thread (above) and its LISTEN connection.
     assert "LISTEN connection lost" in log, log
-    assert "database unavailable during claim" in log or "during finish" in log, log
+    child_retries = (
+        r"database unavailable during (claim|finish|look ahead)|job raised .*Operational"
+    )
+    assert re.search(child_retries, log), log
     # ...without a child dying over it (the parent would have logged "worker ... exited").
     assert not re.search(r"worker \S+ (exited|failed): ", log), log
+    assert {child.pid for child in runner.children()} == children, "the workers were replaced"
 
     rows = query(
         cluster,

@@ -1,0 +1,217 @@
+"""claim_next: which job is claimed, what the claim writes, and exactly-once under concurrency."""
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries
+
+from django_quickworker import submit_job, submit_jobs
+from django_quickworker.claim import claim_next
+from django_quickworker.finish import Outcome, finish_job
+from django_quickworker.models import Status, WorkerJob
+
+LEASE = timedelta(seconds=60)
+
+
+def make_job(tag: str, **options: Any) -> WorkerJob:
+    return submit_job(tag=tag, type="demo.add", data={"a": 1, "b": 2}, **options)
+
+
+def claimed_tags(worker: str = "w", queues: list[str] | None = None) -> list[str]:
+    """Claim until nothing is left; the tags in claim order."""
+    tags = []
+    while (job := claim_next(worker, queues, LEASE)) is not None:
+        tags.append(job.tag)
+    return tags
+
+
+@pytest.mark.django_db
+def test_an_empty_queue_gives_none() -> None:
+    assert claim_next("w", None, LEASE) is None
+    assert claim_next("w", ["default"], LEASE) is None
+
+
+@pytest.mark.django_db
+def test_higher_priority_is_claimed_first() -> None:
+    make_job("low", priority=-1)
+    make_job("normal", priority=0)
+    make_job("high", priority=5)
+    make_job("higher", priority=10)
+
+    assert claimed_tags() == ["higher", "high", "normal", "low"]
+
+
+@pytest.mark.django_db
+def test_within_a_priority_the_earliest_due_is_claimed_first() -> None:
+    now = timezone.now()
+    # Inserted latest-due first, so the ids run against the due order.
+    make_job("due-1s", due=now - timedelta(seconds=1))
+    make_job("due-1m", due=now - timedelta(minutes=1))
+    make_job("due-1h", due=now - timedelta(hours=1))
+    make_job("urgent-but-recent", due=now - timedelta(seconds=1), priority=1)
+
+    assert claimed_tags() == ["urgent-but-recent", "due-1h", "due-1m", "due-1s"]
+
+
+@pytest.mark.django_db
+def test_same_priority_and_due_are_claimed_by_id() -> None:
+    due = timezone.now() - timedelta(seconds=5)
+    jobs = [make_job(f"job{index}", due=due) for index in range(5)]
+
+    assert claimed_tags() == [job.tag for job in sorted(jobs, key=lambda job: job.pk)]
+
+
+@pytest.mark.django_db
+def test_a_job_due_in_the_future_is_never_claimed() -> None:
+    make_job("later", delay=timedelta(minutes=5))
+    make_job("much-later", due=timezone.now() + timedelta(days=1), priority=100)
+
+    assert claim_next("w", None, LEASE) is None
+
+    make_job("now")
+    assert claimed_tags() == ["now"]
+    assert WorkerJob.objects.scheduled().count() == 2
+
+
+@pytest.mark.django_db
+def test_only_the_given_queues_are_claimed() -> None:
+    make_job("in-a", queue="a", priority=3)
+    make_job("in-b", queue="b", priority=2)
+    make_job("in-default", priority=1)
+
+    assert claimed_tags(queues=["b"]) == ["in-b"]
+    assert claimed_tags(queues=["missing"]) == []
+    assert claimed_tags(queues=["default", "a"]) == ["in-a", "in-default"]
+
+
+@pytest.mark.django_db
+def test_no_queues_means_every_queue() -> None:
+    make_job("in-a", queue="a", priority=2)
+    make_job("in-default", priority=1)
+
+    assert claimed_tags(queues=None) == ["in-a", "in-default"]
+
+
+@pytest.mark.django_db
+def test_a_claim_marks_the_row_running_under_the_worker_with_a_lease() -> None:
+    job = make_job("job")
+    lease = timedelta(seconds=42)
+    before = timezone.now()
+
+    claimed = claim_next("host:123:0", None, lease)
+
+    after = timezone.now()
+    assert claimed is not None and claimed.pk == job.pk
+    stored = WorkerJob.objects.get(pk=job.pk)
+    for row in (claimed, stored):
+        assert row.status == Status.RUNNING
+        assert row.worker == "host:123:0"
+        assert row.attempt == 1
+        assert row.started is not None and timezone.is_aware(row.started)
+        assert before <= row.started <= after
+        assert row.lease_expires == row.started + lease
+        assert row.finished is None and row.success is None
+        assert row.data == {"a": 1, "b": 2}
+    assert stored.updated_at >= before
+
+
+@pytest.mark.django_db
+def test_a_claim_adds_one_to_the_attempt() -> None:
+    job = make_job("job")
+    WorkerJob.objects.filter(pk=job.pk).update(attempt=3)
+
+    claimed = claim_next("w", None, LEASE)
+
+    assert claimed is not None and claimed.attempt == 4
+    assert WorkerJob.objects.get(pk=job.pk).attempt == 4
+
+
+@pytest.mark.django_db
+def test_a_claimed_job_is_not_claimed_again() -> None:
+    make_job("job")
+
+    first = claim_next("w1", None, LEASE)
+
+    assert first is not None
+    assert claim_next("w2", None, LEASE) is None
+    assert WorkerJob.objects.get(pk=first.pk).worker == "w1"
+
+
+@pytest.mark.django_db
+def test_finished_and_cancelled_jobs_are_never_claimed() -> None:
+    succeeded = make_job("succeeded")
+    claimed = claim_next("w", None, LEASE)
+    assert claimed is not None and claimed.pk == succeeded.pk
+    finish_job(claimed, Outcome(True, {"ok": True}))
+    failed = make_job("failed")
+    claimed = claim_next("w", None, LEASE)
+    assert claimed is not None and claimed.pk == failed.pk
+    finish_job(claimed, Outcome.failure("boom", retryable=False))
+    cancelled = make_job("cancelled")
+    make_job("cancelled")  # replaces (cancels) the first one
+    WorkerJob.objects.scheduled().delete()
+
+    assert WorkerJob.objects.get(pk=cancelled.pk).status == Status.CANCELLED
+    assert claim_next("w", None, LEASE) is None
+    statuses = dict(WorkerJob.objects.values_list("tag", "status"))
+    assert statuses == {
+        "succeeded": Status.SUCCEEDED,
+        "failed": Status.FAILED,
+        "cancelled": Status.CANCELLED,
+    }
+
+
+@pytest.mark.django_db
+def test_a_claim_is_one_query(django_assert_num_queries: DjangoAssertNumQueries) -> None:
+    make_job("job", queue="a")
+
+    with django_assert_num_queries(1):
+        assert claim_next("w", ["a", "b"], LEASE) is not None
+    with django_assert_num_queries(1):
+        assert claim_next("w", None, LEASE) is None
+
+
+JOBS = 60
+THREADS = 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_claimers_claim_every_job_exactly_once() -> None:
+    jobs = submit_jobs(
+        [{"tag": f"job{index}", "type": "demo.add", "data": {"a": index, "b": 0}} for index in range(JOBS)]
+    )
+    expected = sorted(job.pk for job in jobs)
+    start = threading.Barrier(THREADS)
+    claims: dict[int, list[int]] = {slot: [] for slot in range(THREADS)}
+    errors: list[BaseException] = []
+
+    def claimer(slot: int) -> None:
+        try:
+            start.wait(timeout=10)
+            while (job := claim_next(f"w{slot}", None, LEASE)) is not None:
+                assert job.worker == f"w{slot}"
+                claims[slot].append(job.pk)
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=claimer, args=(slot,)) for slot in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+    claimed = sorted(pk for pks in claims.values() for pk in pks)
+    assert claimed == expected  # none twice, none missed
+    assert WorkerJob.objects.running().count() == JOBS
+    workers = dict(WorkerJob.objects.values_list("pk", "worker"))
+    for slot, pks in claims.items():
+        assert all(workers[pk] == f"w{slot}" for pk in pks)
+    assert set(WorkerJob.objects.values_list("attempt", flat=True)) == {1}
