@@ -22,6 +22,8 @@ SETTING_READINGS: list[Callable[[], object]] = [
     lambda: conf.retry_backoff_max,
     lambda: conf.cleanup_batch_size,
     lambda: conf.cron_time_zone,
+    lambda: conf.group_prefix,
+    lambda: conf.max_message_bytes,
 ]
 
 

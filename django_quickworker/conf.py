@@ -5,6 +5,7 @@ everything else comes from the ``QUICKWORKER`` dict in Django settings.
 """
 
 import os
+import re
 from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,6 +28,8 @@ DEFAULTS: dict[str, Any] = {
     "RETRY_BACKOFF_MAX": 3600,  # seconds, the longest wait an exponential backoff reaches
     "CLEANUP_BATCH_SIZE": 1000,  # rows removeOldWorkerJobs deletes per statement
     "CRON_TIME_ZONE": None,  # time zone name for cron schedules; None means TIME_ZONE
+    "GROUP_PREFIX": "quickworker",  # prefix of the Channels group names
+    "MAX_MESSAGE_BYTES": 256 * 1024,  # largest live message, JSON-encoded
 }
 
 #: Environment variables and their defaults.
@@ -36,6 +39,8 @@ ENV_DEFAULTS: dict[str, str] = {
 }
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# Channels group names allow these characters and fewer than 100 of them.
+GROUP_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,50}")
 
 env = environ.Env()
 
@@ -94,6 +99,20 @@ class Conf:
             raise ImproperlyConfigured(
                 f"QUICKWORKER['CRON_TIME_ZONE']={name!r} is not a known time zone name."
             ) from None
+
+    @property
+    def group_prefix(self) -> str:
+        value = self._get("GROUP_PREFIX")
+        if not isinstance(value, str) or not GROUP_PREFIX_PATTERN.fullmatch(value):
+            raise ImproperlyConfigured(
+                f"QUICKWORKER['GROUP_PREFIX']={value!r} is invalid; use 1 to 50 letters, "
+                "digits, '_', '.' or '-'."
+            )
+        return value
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self._positive_int("MAX_MESSAGE_BYTES")
 
     def user_settings(self) -> dict[str, Any]:
         """Return the ``QUICKWORKER`` dict, refusing a non-dict or unknown keys."""

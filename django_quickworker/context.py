@@ -5,12 +5,15 @@ import time
 from typing import Any
 
 from django_quickworker.models import WorkerJob
+from django_quickworker.notifications import broadcast, notify_progress, notify_user
 from django_quickworker.payload import validate_payload
 from django_quickworker.submit import submit_job
 
 logger = logging.getLogger("django_quickworker.jobs")
 
-PROGRESS_WRITE_INTERVAL = 0.5  # seconds between progress writes; the final one always lands
+PROGRESS_WRITE_INTERVAL = 0.5  # seconds between progress writes to the row
+PROGRESS_SEND_INTERVAL = 0.1  # seconds between progress messages to the browser
+# The final progress report (current >= total) is always written and sent.
 
 
 class JobLogger(logging.LoggerAdapter):
@@ -30,7 +33,7 @@ class JobContext:
     def __init__(self, job: WorkerJob) -> None:
         self.job = job
         self.log = JobLogger(job)
-        self._last_progress_write = 0.0
+        self._last_write = self._last_send = 0.0
 
     @property
     def data(self) -> Any:
@@ -45,17 +48,30 @@ class JobContext:
         return self.job.attempt
 
     def progress(self, current: float, total: float | None = None, message: str = "") -> None:
-        """Record how far the job has got, on its row (at most every half second)."""
+        """Report how far the job has got: stored on its row and sent to its owner's browser.
+
+        Call it as often as you like; writes and messages are throttled.
+        """
         progress = {"current": current, "total": total, "message": message}
         validate_payload(progress, "progress")
         self.job.progress = progress
         now = time.monotonic()
-        is_last = total is not None and current >= total
-        if is_last or now - self._last_progress_write >= PROGRESS_WRITE_INTERVAL:
-            self._last_progress_write = now
-            WorkerJob.objects.running().filter(pk=self.job.pk, worker=self.job.worker).update(
-                progress=progress
-            )
+        is_final = total is not None and current >= total
+        if is_final or now - self._last_write >= PROGRESS_WRITE_INTERVAL:
+            self._last_write = now
+            running = WorkerJob.objects.running().filter(pk=self.job.pk, worker=self.job.worker)
+            running.update(progress=progress)
+        if is_final or now - self._last_send >= PROGRESS_SEND_INTERVAL:
+            self._last_send = now
+            notify_progress(self.job.pk, self.user_id, {"type": self.job.type, **progress})
+
+    def notify_user(self, user_id: object, message_type: str, data: Any = None) -> None:
+        """Send a message to every open socket of user ``user_id``."""
+        notify_user(user_id, message_type, data)
+
+    def broadcast(self, message_type: str, data: Any = None) -> None:
+        """Send a message to every open socket of every signed-in user."""
+        broadcast(message_type, data)
 
     def submit_job(self, **options: Any) -> WorkerJob:
         """Submit another job (same options as ``django_quickworker.submit_job``)."""

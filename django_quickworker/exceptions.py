@@ -52,3 +52,7 @@ class InvalidUser(InvalidJobError):
 
 class InvalidOption(InvalidJobError):
     """Another submission option (tag, queue, priority, on_duplicate_tag...) is invalid."""
+
+
+class InvalidMessage(QuickworkerError, ValueError):
+    """A live message cannot be sent: not JSON, too large, or no channel layer."""

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import connections, router
 
@@ -32,13 +32,18 @@ from django_quickworker.finish import (
     rescue_expired_jobs,
 )
 from django_quickworker.models import WorkerJob
+from django_quickworker.relay import Relay
 from django_quickworker.submit import NOTIFY_CHANNEL
+
+if TYPE_CHECKING:
+    from django_quickworker.embedded import EmbeddedServer
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 TICK = 0.1  # seconds between checks of timeouts, restarts and the shutdown deadline
+RELAYED = {"send-to-user", "broadcast", "progress"}  # worker messages meant for browsers
 KILL_GRACE = 5.0  # seconds a child gets between SIGTERM and SIGKILL once its job timed out
 FIRST_RESTART_DELAY = 0.5  # seconds; doubles with each crash in a row
 MAX_RESTART_DELAY = 30.0  # seconds
@@ -64,7 +69,11 @@ class Child:
 
 
 class Supervisor:
-    """Runs ``workers`` worker processes until stopped (or, with ``burst``, until idle)."""
+    """Runs ``workers`` worker processes until stopped (or, with ``burst``, until idle).
+
+    With a ``web_server`` (embedded mode) it also serves the project's ASGI application from
+    its own event loop, so web, websockets and workers run from one command.
+    """
 
     def __init__(
         self,
@@ -73,6 +82,7 @@ class Supervisor:
         burst: bool = False,
         shutdown_timeout: float | None = None,
         log_level: str = "info",
+        web_server: "EmbeddedServer | None" = None,
     ) -> None:
         self.workers = workers
         self.queues = queues
@@ -81,6 +91,7 @@ class Supervisor:
             conf.shutdown_timeout.total_seconds() if shutdown_timeout is None else shutdown_timeout
         )
         self.log_level = log_level
+        self.web_server = web_server
         self.children: dict[int, Child] = {}
         self.crashes: dict[int, int] = {}  # crashes in a row, by slot
         self.restart_at: dict[int, float] = {}  # slot -> when to start it again
@@ -98,19 +109,25 @@ class Supervisor:
         self.done = asyncio.Event()
         self.exits_in_progress = 0
         self.db = ThreadPoolExecutor(1, thread_name_prefix="quickworker-db")
+        self.relay = Relay()
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.on_signal, signum)
         await self.in_db(ensure_cron_jobs)
         connections.close_all()
         for slot in range(self.workers):
             self.start(slot)
-        tasks = [self.loop.create_task(self.tick()), self.loop.create_task(self.maintain_leases())]
+        tasks = [self.tick(), self.maintain_leases(), self.relay.run()]
         if connections[router.db_for_write(WorkerJob)].vendor == "postgresql":
-            tasks.append(self.loop.create_task(self.listen()))
+            tasks.append(self.listen())
+        running = [self.loop.create_task(task) for task in tasks]
+        web = self.loop.create_task(self.web_server.serve()) if self.web_server else None
         await self.done.wait()
-        for task in tasks:
+        if self.web_server and web:
+            self.web_server.should_exit = True
+            await web
+        for task in running:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*running, return_exceptions=True)
         self.db.shutdown(wait=True)
         logger.info("runworkers stopped")
         return 0
@@ -154,6 +171,8 @@ class Supervisor:
         elif kind == "job-finished":
             child.job_id = None
             child.ran_a_job = True
+        elif kind in RELAYED:
+            self.relay.handle(kind, data)
         elif kind == "worker-error":
             logger.error("worker %s failed: %s", child.worker, data["message"])
         elif kind == "worker-started":

@@ -22,9 +22,15 @@ from django.utils import timezone
 from django_quickworker.claim import claim_next
 from django_quickworker.conf import conf
 from django_quickworker.context import JobContext
-from django_quickworker.exceptions import InvalidDuration, RetryJob, UnknownJobType
+from django_quickworker.exceptions import (
+    InvalidDuration,
+    InvalidMessage,
+    RetryJob,
+    UnknownJobType,
+)
 from django_quickworker.finish import Outcome, finish_job, release_job
 from django_quickworker.models import WorkerJob
+from django_quickworker.notifications import notify_user, route_to_parent
 from django_quickworker.payload import validate_payload
 from django_quickworker.registry import registry
 from django_quickworker.schedule import to_timedelta
@@ -78,8 +84,10 @@ class Worker:
         self.stopping = False
         self.current: WorkerJob | None = None
         self.parent_pid = os.getppid()
+        self.send_lock = threading.Lock()  # a job's own threads may send messages too
 
     def run(self) -> None:
+        route_to_parent(self.send)
         self.send("worker-started", worker=self.id, pid=os.getpid())
         threading.Thread(target=self.watch_parent, name="parent-watch", daemon=True).start()
         while not self.stopping:
@@ -97,6 +105,7 @@ class Worker:
     def run_job(self, job: WorkerJob) -> None:
         self.current = job
         self.send("job-started", job_id=job.pk, timeout=_seconds(job.timeout), attempt=job.attempt)
+        tell_owner(job, "job.started", {"attempt": job.attempt})
         logger.info(
             "job started id=%s type=%s tag=%s attempt=%s", job.pk, job.type, job.tag, job.attempt
         )
@@ -106,6 +115,7 @@ class Worker:
         self.current = None
         elapsed_ms = (time.monotonic() - started) * 1000
         self.send("job-finished", job_id=job.pk, success=outcome.success)
+        tell_owner(job, "job.finished", {"status": job.status, "result": job.result})
         log = logger.info if outcome.success else logger.warning
         log(
             "job finished id=%s type=%s tag=%s attempt=%s success=%s ms=%d",
@@ -142,9 +152,11 @@ class Worker:
         except (EOFError, OSError):
             self.stopping = True  # the parent is gone
 
-    def send(self, kind: str, **data: Any) -> None:
+    def send(self, kind: str, data: dict[str, Any] | None = None, /, **fields: Any) -> None:
+        """Send the parent a message of ``kind`` with ``data`` (or keyword fields)."""
         try:
-            self.pipe.send((kind, data))
+            with self.send_lock:
+                self.pipe.send((kind, data or fields))
         except (BrokenPipeError, OSError):
             self.stopping = True
 
@@ -156,6 +168,18 @@ class Worker:
         if job is not None and release_job(job):
             logger.warning("parent died: released job id=%s type=%s", job.pk, job.type)
         os._exit(1)
+
+
+def tell_owner(job: WorkerJob, message_type: str, data: dict[str, Any]) -> None:
+    """Tell the job's owner (if any) how it is going: ``{"job": id, "type": ..., ...}``."""
+    if job.user_id is None:
+        return
+    message = {"job": job.pk, "type": job.type, **data}
+    try:
+        notify_user(job.user_id, message_type, message)
+    except InvalidMessage as error:  # a result too large for a message: say where it is
+        logger.warning("job id=%s: %s", job.pk, error)
+        notify_user(job.user_id, message_type, {**message, "result": None, "truncated": True})
 
 
 def execute(job: WorkerJob) -> Outcome:

@@ -4,6 +4,7 @@ import json
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
@@ -18,13 +19,17 @@ DEMO_TYPES = ("demo.add", "demo.fail", "demo.countdown", "demo.asyncSleep")
 @login_required
 def index(request: HttpRequest) -> HttpResponse:
     jobs = WorkerJob.objects.filter(user=request.user).order_by("-id")[:20]
-    return render(request, "demo/index.html", {"jobs": jobs, "demo_types": DEMO_TYPES})
+    context = {"jobs": jobs, "csrf_token_value": get_token(request)}
+    return render(request, "demo/index.html", context)
 
 
 @login_required
 @require_POST
 def start_job(request: HttpRequest, type_name: str) -> JsonResponse:
-    """Submit a demo job for the signed-in user; the body is the job's JSON data."""
+    """Submit a demo job for the signed-in user; the body is the job's JSON data.
+
+    Its progress and result reach the user's browser through the websocket.
+    """
     if type_name not in DEMO_TYPES:
         return JsonResponse({"error": f"{type_name!r} is not a demo job."}, status=404)
     try:

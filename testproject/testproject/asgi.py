@@ -1,6 +1,27 @@
+"""ASGI entry point: Django for HTTP, django-quickworker's notifications for websockets."""
+
 import os
 
+from django.conf import settings
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
-application = get_asgi_application()
+django_application = get_asgi_application()  # sets Django up before the imports below
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from django_quickworker.consumers import NotificationConsumer  # noqa: E402
+
+http = ASGIStaticFilesHandler(django_application) if settings.DEBUG else django_application
+websocket_routes = [path("ws/quickworker/", NotificationConsumer.as_asgi())]
+
+application = ProtocolTypeRouter(
+    {
+        "http": http,
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_routes))),
+    }
+)

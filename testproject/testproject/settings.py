@@ -76,7 +76,10 @@ if env.str("REDIS_URL", default=""):
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [env.str("REDIS_URL")]},
+            # socket_timeout None: redis-py 8 defaults to 5 s, which ends channels_redis's
+            # blocking reads and closes websockets that stay quiet that long
+            # (redis/redis-py#4091, django/channels_redis#422).
+            "CONFIG": {"hosts": [{"address": env.str("REDIS_URL"), "socket_timeout": None}]},
         }
     }
 else:

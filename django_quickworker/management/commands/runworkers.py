@@ -41,6 +41,15 @@ def seconds(value: str) -> float:
     return number
 
 
+def address(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(
+            f"--serve={value!r} is not an address; use HOST:PORT or PORT (e.g. 127.0.0.1:8000)."
+        )
+    return host or "127.0.0.1", int(port)
+
+
 def log_level(value: str) -> str:
     try:
         return parse_log_level(value)
@@ -75,6 +84,15 @@ class Command(BaseCommand):
             "(default: QUICKWORKER['SHUTDOWN_TIMEOUT'], else 30).",
         )
         parser.add_argument(
+            "--serve",
+            type=address,
+            nargs="?",
+            const=("127.0.0.1", 8000),
+            metavar="[HOST:]PORT",
+            help="Embedded mode: also serve the project's ASGI application, by default on "
+            "127.0.0.1:8000 (loopback only). Needs uvicorn: django-quickworker[embedded].",
+        )
+        parser.add_argument(
             "--log-level",
             type=log_level,
             help="debug, info, warning or error (default: WORKER_LOG_LEVEL, else info).",
@@ -87,13 +105,15 @@ class Command(BaseCommand):
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from None
         configure_logging(level)
-        self.stdout.write(self.banner(workers, options["queues"]))
+        web_server = self.web_server(options["serve"], level)
+        self.stdout.write(self.banner(workers, options["queues"], options["serve"]))
         supervisor = Supervisor(
             workers=workers,
             queues=options["queues"],
             burst=options["burst"],
             shutdown_timeout=options["shutdown_timeout"],
             log_level=level,
+            web_server=web_server,
         )
         code = supervisor.run()
         if code:
@@ -106,7 +126,21 @@ class Command(BaseCommand):
             return "debug"
         return conf.worker_log_level
 
-    def banner(self, workers: int, queues: list[str] | None) -> str:
+    def web_server(self, address: tuple[str, int] | None, level: str) -> Any:
+        if address is None:
+            return None
+        try:
+            from django_quickworker.embedded import embedded_server
+        except ImportError as error:
+            raise CommandError(
+                f"--serve needs uvicorn and websockets ({error}); "
+                "install django-quickworker[embedded]."
+            ) from None
+        return embedded_server(*address, log_level=level)
+
+    def banner(
+        self, workers: int, queues: list[str] | None, address: tuple[str, int] | None
+    ) -> str:
         connection = connections[router.db_for_write(WorkerJob)]
         layer = getattr(settings, "CHANNEL_LAYERS", {}).get("default", {}).get("BACKEND", "none")
         types = ", ".join(job_type.name for job_type in registry) or "none"
@@ -117,4 +151,5 @@ class Command(BaseCommand):
             f"  queues:        {', '.join(queues) if queues else 'all'}\n"
             f"  job types:     {types}\n"
             f"  channel layer: {layer}"
+            + (f"\n  serving:       http://{address[0]}:{address[1]}/" if address else "")
         )

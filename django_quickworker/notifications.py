@@ -1,0 +1,105 @@
+"""Live messages for browsers: to one user's sockets, or to every socket (broadcast).
+
+Inside a worker process a message travels over the pipe to the parent, which relays it into
+the channel layer from its event loop; anywhere else it goes straight to the channel layer.
+Browsers receive ``{"type": ..., "data": ...}`` (QuickDapp's shape) through
+``django_quickworker.consumers.NotificationConsumer``.
+"""
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from django_quickworker.conf import conf
+from django_quickworker.exceptions import InvalidMessage
+from django_quickworker.payload import validate_payload
+
+#: The channel layer event type; Channels dispatches it to ``quickworker_message``.
+EVENT_TYPE = "quickworker.message"
+# What Channels accepts in a group name.
+UNSAFE_GROUP_CHARACTERS = re.compile(r"[^A-Za-z0-9_.-]")
+
+# Set inside a worker process: hands a message to the parent instead of the channel layer.
+_to_parent: Callable[[str, dict[str, Any]], None] | None = None
+
+
+def user_group(user_id: object) -> str:
+    """The group of one user's sockets."""
+    # User ids may be UUIDs or strings; escape what a group name cannot hold.
+    safe_id = UNSAFE_GROUP_CHARACTERS.sub(lambda m: f"_{ord(m.group()):x}", str(user_id))
+    return f"{conf.group_prefix}.user.{safe_id}"
+
+
+def broadcast_group() -> str:
+    """The group every authenticated socket joins."""
+    return f"{conf.group_prefix}.broadcast"
+
+
+def encode(message_type: str, data: Any) -> dict[str, Any]:
+    """The channel layer event for a message; raise InvalidMessage if it cannot be sent."""
+    if not isinstance(message_type, str) or not message_type:
+        raise InvalidMessage(f"Message type {message_type!r} must be a non-empty string.")
+    validate_payload(data, "data")
+    message = {"type": message_type, "data": data}
+    size = len(json.dumps(message).encode())
+    if size > conf.max_message_bytes:
+        raise InvalidMessage(
+            f"Message {message_type!r} is {size} bytes, over the limit of "
+            f"{conf.max_message_bytes} (QUICKWORKER['MAX_MESSAGE_BYTES']); send an id "
+            "and let the browser fetch the rest."
+        )
+    return {"type": EVENT_TYPE, "message": message}
+
+
+def notify_user(user_id: object, message_type: str, data: Any = None) -> None:
+    """Send a message to every open socket of user ``user_id``."""
+    event = encode(message_type, data)
+    if _to_parent is not None:
+        _to_parent("send-to-user", {"user_id": user_id, "event": event})
+    else:
+        async_to_sync(_layer().group_send)(user_group(user_id), event)
+
+
+def broadcast(message_type: str, data: Any = None) -> None:
+    """Send a message to every open socket of every signed-in user."""
+    event = encode(message_type, data)
+    if _to_parent is not None:
+        _to_parent("broadcast", {"event": event})
+    else:
+        async_to_sync(_layer().group_send)(broadcast_group(), event)
+
+
+def notify_progress(job_id: int, user_id: object, progress: dict[str, Any]) -> None:
+    """Send a job's progress to its owner (nobody's, for a system job)."""
+    event = encode("job.progress", {"job": job_id, **progress})
+    if _to_parent is not None:
+        _to_parent("progress", {"job_id": job_id, "user_id": user_id, "event": event})
+    elif user_id is not None:
+        async_to_sync(_layer().group_send)(user_group(user_id), event)
+
+
+async def anotify_user(user_id: object, message_type: str, data: Any = None) -> None:
+    """``notify_user`` for async code outside workers."""
+    await _layer().group_send(user_group(user_id), encode(message_type, data))
+
+
+async def abroadcast(message_type: str, data: Any = None) -> None:
+    """``broadcast`` for async code outside workers."""
+    await _layer().group_send(broadcast_group(), encode(message_type, data))
+
+
+def route_to_parent(send: Callable[[str, dict[str, Any]], None] | None) -> None:
+    """Inside a worker: send messages through ``send`` (to the parent), not the layer."""
+    global _to_parent
+    _to_parent = send
+
+
+def _layer() -> Any:
+    layer = get_channel_layer()
+    if layer is None:
+        raise InvalidMessage("No channel layer is configured (settings.CHANNEL_LAYERS).")
+    return layer
