@@ -1,22 +1,28 @@
 """Background jobs for Django, queued in the project's own database."""
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from django_quickworker.registry import job
 
 if TYPE_CHECKING:
+    from django_quickworker.notifications import broadcast, notify_user
     from django_quickworker.submit import submit_job, submit_jobs
 
 __version__ = "0.1.0"
-__all__ = ["job", "submit_job", "submit_jobs"]
+__all__ = ["broadcast", "job", "notify_user", "submit_job", "submit_jobs"]
 
-_LAZY = {"submit_job", "submit_jobs"}
+# Public names whose modules import the models or the channel layer, which need a ready
+# app registry: they are loaded on first use, so that INSTALLED_APPS can import this package.
+_LAZY = {
+    "submit_job": "django_quickworker.submit",
+    "submit_jobs": "django_quickworker.submit",
+    "notify_user": "django_quickworker.notifications",
+    "broadcast": "django_quickworker.notifications",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # submit imports the models, which need a ready app registry: load it on first use.
     if name in _LAZY:
-        from django_quickworker import submit
-
-        return getattr(submit, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -114,8 +114,9 @@ class Supervisor:
             self.loop.add_signal_handler(signum, self.on_signal, signum)
         await self.in_db(ensure_cron_jobs)
         connections.close_all()
-        for slot in range(self.workers):
-            self.start(slot)
+        if not self.stopping:  # a signal may have come during the cron check
+            for slot in range(self.workers):
+                self.start(slot)
         tasks = [self.tick(), self.maintain_leases(), self.relay.run()]
         if connections[router.db_for_write(WorkerJob)].vendor == "postgresql":
             tasks.append(self.listen())
