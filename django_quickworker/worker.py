@@ -8,6 +8,7 @@ parent answers with ``wake`` (new jobs were submitted) or ``stop``.
 import asyncio
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -83,10 +84,12 @@ class Worker:
         self.burst = burst
         self.stopping = False
         self.current: WorkerJob | None = None
+        self.current_started = 0.0
         self.parent_pid = os.getppid()
         self.send_lock = threading.Lock()  # a job's own threads may send messages too
 
     def run(self) -> None:
+        signal.signal(signal.SIGTERM, self.on_sigterm)
         route_to_parent(self.send)
         self.send("worker-started", worker=self.id, pid=os.getpid())
         threading.Thread(target=self.watch_parent, name="parent-watch", daemon=True).start()
@@ -102,8 +105,18 @@ class Worker:
                 self.read_messages(timeout=self.idle_timeout())
         logger.debug("worker %s exiting", self.id)
 
+    def on_sigterm(self, signum: int, frame: object) -> None:
+        """End the job now if it overran its timeout (the parent's SIGTERM); otherwise the
+        signal went to the whole process group (systemd, a terminal): finish it, then exit."""
+        job = self.current
+        elapsed = time.monotonic() - self.current_started
+        if job is not None and job.timeout is not None and elapsed >= job.timeout.total_seconds():
+            raise SystemExit(f"job id={job.pk} timed out")
+        self.stopping = True
+
     def run_job(self, job: WorkerJob) -> None:
         self.current = job
+        self.current_started = time.monotonic()
         self.send("job-started", job_id=job.pk, timeout=_seconds(job.timeout), attempt=job.attempt)
         tell_owner(job, "job.started", {"attempt": job.attempt})
         logger.info(

@@ -122,6 +122,17 @@ def test_sigterm_lets_running_jobs_finish(start_runworkers: StartRunworkers) -> 
     assert [status_of(job) for job in jobs] == [Status.SUCCEEDED, Status.SUCCEEDED]
 
 
+def test_sigterm_to_the_whole_process_group_still_drains(start_runworkers: StartRunworkers) -> None:
+    # systemd (KillMode=control-group) and terminals signal every process of the service.
+    jobs = [submit_job(tag=f"group:{i}", type="demo.record", data={"seconds": 2}) for i in range(2)]
+    runner = start_runworkers("--workers", "2", env=FAST_POLL)
+    for job in jobs:
+        running_pid(job)
+    os.killpg(runner.process.pid, signal.SIGTERM)
+    assert runner.wait(timeout=30) == 0, runner.output
+    assert [status_of(job) for job in jobs] == [Status.SUCCEEDED, Status.SUCCEEDED]
+
+
 def test_a_second_signal_puts_running_jobs_back(start_runworkers: StartRunworkers) -> None:
     job = submit_job(tag="interrupted", type="demo.record", data={"seconds": 60})
     runner = start_runworkers("--workers", "1", env=FAST_POLL)
