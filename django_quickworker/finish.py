@@ -21,6 +21,8 @@ from django_quickworker.submit import resubmit
 
 logger = logging.getLogger(__name__)
 
+CANCELLED_WHILE_RUNNING = "Cancelled by an operator while running."
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -32,6 +34,7 @@ class Outcome:
     retryable: bool = True  # False when running again cannot help (an unknown job type)
     retry_requested: bool = False  # the job raised RetryJob
     retry_delay: timedelta | None = None  # RetryJob's delay, instead of the backoff
+    cancelled: bool = False  # an operator stopped it: status cancelled, never retried
 
     @classmethod
     def failure(cls, message: str, traceback: str = "", retryable: bool = True) -> "Outcome":
@@ -102,7 +105,10 @@ def removal_time(job: WorkerJob, finished: datetime) -> datetime | None:
 
 def _record(job: WorkerJob, outcome: Outcome, now: datetime) -> bool:
     """Write the outcome onto the row (and ``job``) if the fence holds; return whether it did."""
-    job.status = Status.SUCCEEDED if outcome.success else Status.FAILED
+    if outcome.cancelled:
+        job.status = Status.CANCELLED
+    else:
+        job.status = Status.SUCCEEDED if outcome.success else Status.FAILED
     job.finished = now
     job.success = outcome.success
     job.result = outcome.result
@@ -131,7 +137,7 @@ def _record(job: WorkerJob, outcome: Outcome, now: datetime) -> bool:
 
 def _retry_due(job: WorkerJob, outcome: Outcome, now: datetime) -> datetime | None:
     """When ``job`` runs again after ``outcome``, or None if it does not."""
-    if outcome.success or not outcome.retryable:
+    if outcome.success or outcome.cancelled or not outcome.retryable:
         return None
     if outcome.retry_requested:
         # A job that asks for a retry gets one even without a retry policy, but never
@@ -150,13 +156,24 @@ def _fenced(job: WorkerJob) -> WorkerJobQuerySet:
     return WorkerJob.objects.running().filter(pk=job.pk, worker=job.worker, attempt=job.attempt)
 
 
-def fail_jobs_of(worker: str, reason: str) -> int:
-    """Fail (and maybe retry) the jobs still running under ``worker``, which has died."""
+def end_jobs_of(worker: str, reason: str) -> int:
+    """Finish the jobs still running under ``worker``, which has died: cancelled if an
+    operator asked for it, otherwise failed (and maybe retried) with ``reason``."""
     jobs = list(WorkerJob.objects.running().filter(worker=worker))
     for job in jobs:
-        logger.warning("job failed id=%s type=%s worker=%s: %s", job.pk, job.type, worker, reason)
-        finish_job(job, Outcome.failure(reason))
+        if job.cancel_requested:
+            outcome = Outcome(False, {"error": CANCELLED_WHILE_RUNNING}, cancelled=True)
+        else:
+            outcome = Outcome.failure(reason)
+        logger.warning("job ended id=%s type=%s worker=%s: %s", job.pk, job.type, worker, reason)
+        finish_job(job, outcome)
     return len(jobs)
+
+
+def workers_asked_to_cancel(workers: list[str]) -> list[str]:
+    """Which of these workers run a job that an operator asked to cancel."""
+    running = WorkerJob.objects.running().filter(worker__in=workers, cancel_requested__isnull=False)
+    return list(running.values_list("worker", flat=True))
 
 
 def release_jobs_of(worker: str) -> int:

@@ -122,6 +122,12 @@ class WorkerJob(models.Model):
         _("worker"), max_length=255, blank=True, default="", help_text=_("host:pid:slot")
     )
     lease_expires = models.DateTimeField(_("lease expires"), null=True, blank=True)
+    cancel_requested = models.DateTimeField(
+        _("cancel requested"),
+        null=True,
+        blank=True,
+        help_text=_("When an operator asked this running job to stop."),
+    )
     cron_schedule = models.CharField(_("cron schedule"), max_length=100, blank=True, default="")
     auto_reschedule_on_failure = models.BooleanField(_("reschedule on failure"), default=False)
     auto_reschedule_on_failure_delay = models.DurationField(
@@ -184,3 +190,29 @@ class WorkerJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} #{self.pk} ({self.tag})"
+
+
+class WorkerProcessQuerySet(models.QuerySet["WorkerProcess"]):
+    def alive(self) -> "WorkerProcessQuerySet":
+        """Processes that sent a heartbeat within the last lease."""
+        return self.filter(heartbeat__gte=timezone.now() - conf.lease)
+
+
+class WorkerProcess(models.Model):
+    """A running ``runworkers`` parent, so operators can see who serves the queue."""
+
+    name = models.CharField(_("name"), max_length=255, unique=True, help_text=_("host:pid"))
+    workers = models.PositiveIntegerField(_("workers"))
+    queues = models.CharField(_("queues"), max_length=1000, blank=True, help_text=_("Empty: all."))
+    version = models.CharField(_("version"), max_length=50)
+    started = models.DateTimeField(_("started"))
+    heartbeat = models.DateTimeField(_("last heartbeat"))
+
+    objects = WorkerProcessQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("worker process")
+        verbose_name_plural = _("worker processes")
+
+    def __str__(self) -> str:
+        return self.name

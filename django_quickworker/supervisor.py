@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -22,14 +23,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from django.db import connections, router
 
 from django_quickworker import child as child_process
-from django_quickworker import worker
+from django_quickworker import processes, worker
 from django_quickworker.conf import conf
 from django_quickworker.cron import ensure_cron_jobs
 from django_quickworker.finish import (
-    fail_jobs_of,
+    end_jobs_of,
     release_jobs_of,
     renew_leases,
     rescue_expired_jobs,
+    workers_asked_to_cancel,
 )
 from django_quickworker.models import WorkerJob
 from django_quickworker.relay import Relay
@@ -44,7 +46,8 @@ T = TypeVar("T")
 
 TICK = 0.1  # seconds between checks of timeouts, restarts and the shutdown deadline
 RELAYED = {"send-to-user", "broadcast", "progress"}  # worker messages meant for browsers
-KILL_GRACE = 5.0  # seconds a child gets between SIGTERM and SIGKILL once its job timed out
+KILL_GRACE = 5.0  # seconds a child gets to end its job (SIGUSR1) before SIGKILL
+CANCEL_CHECK_INTERVAL = 1.0  # seconds between looks for running jobs an operator cancelled
 FIRST_RESTART_DELAY = 0.5  # seconds; doubles with each crash in a row
 MAX_RESTART_DELAY = 30.0  # seconds
 STABLE_AFTER = 10.0  # seconds a child must live for its crash not to count as a crash loop
@@ -64,7 +67,7 @@ class Child:
     job_started_at: float = 0.0
     job_timeout: float | None = None
     ran_a_job: bool = False
-    terminated_at: float | None = None  # when the parent sent SIGTERM
+    ended_at: float | None = None  # when the parent told it to end its job
     end_reason: str | None = None  # why the parent ended it
 
 
@@ -113,11 +116,12 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.on_signal, signum)
         await self.in_db(ensure_cron_jobs)
+        await self.in_db(processes.register, self.workers, self.queues)
         connections.close_all()
         if not self.stopping:  # a signal may have come during the cron check
             for slot in range(self.workers):
                 self.start(slot)
-        tasks = [self.tick(), self.maintain_leases(), self.relay.run()]
+        tasks = [self.tick(), self.maintain_leases(), self.watch_cancellations(), self.relay.run()]
         if connections[router.db_for_write(WorkerJob)].vendor == "postgresql":
             tasks.append(self.listen())
         running = [self.loop.create_task(task) for task in tasks]
@@ -129,6 +133,7 @@ class Supervisor:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
+        await self.in_db(processes.unregister)
         self.db.shutdown(wait=True)
         logger.info("runworkers stopped")
         return 0
@@ -212,7 +217,7 @@ class Supervisor:
         elif code != 0:
             reason = child.end_reason or describe_exit(code)
             logger.warning("worker %s exited: %s", child.worker, reason)
-            await self.in_db(fail_jobs_of, child.worker, reason)
+            await self.in_db(end_jobs_of, child.worker, reason)
             self.wake()  # a retry may be due now
 
     def finish_if_idle(self) -> None:
@@ -269,27 +274,41 @@ class Supervisor:
             await asyncio.sleep(TICK)
 
     def enforce_timeout(self, child: Child, now: float) -> None:
-        if child.terminated_at is not None:
-            if now - child.terminated_at > KILL_GRACE:
+        if child.ended_at is not None:
+            if now - child.ended_at > KILL_GRACE:
                 child.process.kill()
             return
         if child.job_id is None or child.job_timeout is None:
             return
         if now - child.job_started_at > child.job_timeout:
-            child.end_reason = f"Job timed out after {child.job_timeout:g}s."
-            logger.warning(
-                "job id=%s on %s timed out after %gs; ending the worker",
-                child.job_id,
-                child.worker,
-                child.job_timeout,
-            )
-            child.terminated_at = now
-            child.process.terminate()
+            self.end_job(child, f"Job timed out after {child.job_timeout:g}s.")
+
+    def end_job(self, child: Child, reason: str) -> None:
+        """Make ``child`` abandon its job and exit (SIGUSR1), and SIGKILL it if it lingers.
+
+        Not SIGTERM: service managers and terminals send that to the whole process group,
+        and then children should finish their jobs, not drop them.
+        """
+        logger.warning("job id=%s on %s: %s Ending the worker.", child.job_id, child.worker, reason)
+        child.end_reason = reason
+        child.ended_at = time.monotonic()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.process.pid or 0, signal.SIGUSR1)
+
+    async def watch_cancellations(self) -> None:
+        """End the workers whose running job an operator cancelled (in the admin)."""
+        while True:
+            await asyncio.sleep(CANCEL_CHECK_INTERVAL)
+            busy = {c.worker: c for c in self.children.values() if c.job_id and not c.ended_at}
+            if busy:
+                for worker_name in await self.in_db(workers_asked_to_cancel, list(busy)):
+                    self.end_job(busy[worker_name], "Cancelled by an operator.")
 
     async def maintain_leases(self) -> None:
         """Renew our children's leases; rescue the jobs of hosts that stopped renewing theirs."""
         interval = conf.lease.total_seconds() / 4
         while True:
+            await self.in_db(processes.heartbeat)
             workers = [child.worker for child in self.children.values()]
             if workers:
                 await self.in_db(renew_leases, workers, conf.lease)

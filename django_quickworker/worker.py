@@ -84,12 +84,12 @@ class Worker:
         self.burst = burst
         self.stopping = False
         self.current: WorkerJob | None = None
-        self.current_started = 0.0
         self.parent_pid = os.getppid()
         self.send_lock = threading.Lock()  # a job's own threads may send messages too
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self.on_sigterm)
+        signal.signal(signal.SIGUSR1, self.on_sigusr1)
         route_to_parent(self.send)
         self.send("worker-started", worker=self.id, pid=os.getpid())
         threading.Thread(target=self.watch_parent, name="parent-watch", daemon=True).start()
@@ -106,17 +106,16 @@ class Worker:
         logger.debug("worker %s exiting", self.id)
 
     def on_sigterm(self, signum: int, frame: object) -> None:
-        """End the job now if it overran its timeout (the parent's SIGTERM); otherwise the
-        signal went to the whole process group (systemd, a terminal): finish it, then exit."""
-        job = self.current
-        elapsed = time.monotonic() - self.current_started
-        if job is not None and job.timeout is not None and elapsed >= job.timeout.total_seconds():
-            raise SystemExit(f"job id={job.pk} timed out")
+        """Finish the current job, then exit: SIGTERM reaches every process of the group
+        when a service manager or a terminal stops the service; the parent drains too."""
         self.stopping = True
+
+    def on_sigusr1(self, signum: int, frame: object) -> None:
+        """The parent ends the current job (timeout or cancel): unwind it and exit."""
+        raise SystemExit(f"worker {self.id} told to end its job")
 
     def run_job(self, job: WorkerJob) -> None:
         self.current = job
-        self.current_started = time.monotonic()
         self.send("job-started", job_id=job.pk, timeout=_seconds(job.timeout), attempt=job.attempt)
         tell_owner(job, "job.started", {"attempt": job.attempt})
         logger.info(
