@@ -55,4 +55,4 @@ class InvalidOption(InvalidJobError):
 
 
 class InvalidMessage(QuickworkerError, ValueError):
-    """A live message cannot be sent: not JSON, too large, or no channel layer."""
+    """A live message cannot be sent: too large, or no channel layer is configured."""

@@ -6,6 +6,7 @@ Browsers receive ``{"type": ..., "data": ...}`` (QuickDapp's shape) through
 ``django_quickworker.consumers.NotificationConsumer``.
 """
 
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -20,18 +21,31 @@ from django_quickworker.payload import validate_payload
 
 #: The channel layer event type; Channels dispatches it to ``quickworker_message``.
 EVENT_TYPE = "quickworker.message"
-# What Channels accepts in a group name.
-UNSAFE_GROUP_CHARACTERS = re.compile(r"[^A-Za-z0-9_.-]")
+# Characters kept as they are in a user's group name; "_" escapes all others.
+SAFE_GROUP_CHARACTER = re.compile(r"[A-Za-z0-9.-]")
+MAX_GROUP_NAME = 99  # Channels refuses names of 100 characters or more
 
 # Set inside a worker process: hands a message to the parent instead of the channel layer.
 _to_parent: Callable[[str, dict[str, Any]], None] | None = None
 
 
 def user_group(user_id: object) -> str:
-    """The group of one user's sockets."""
-    # User ids may be UUIDs or strings; escape what a group name cannot hold.
-    safe_id = UNSAFE_GROUP_CHARACTERS.sub(lambda m: f"_{ord(m.group()):x}", str(user_id))
-    return f"{conf.group_prefix}.user.{safe_id}"
+    """The group of one user's sockets: distinct users never share one."""
+    # Ints and UUIDs stay readable; other characters become "_" and their UTF-8 bytes in hex,
+    # so two ids never give the same name. An id too long for Channels is hashed instead.
+    text = str(user_id)
+    safe_id = "".join(
+        char if SAFE_GROUP_CHARACTER.fullmatch(char) else _escape(char) for char in text
+    )
+    name = f"{conf.group_prefix}.user.{safe_id}"
+    if len(name) > MAX_GROUP_NAME:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        name = f"{conf.group_prefix}.user._h{digest}"  # "_h" never comes out of _escape
+    return name
+
+
+def _escape(char: str) -> str:
+    return "".join(f"_{byte:02x}" for byte in char.encode("utf-8", "surrogatepass"))
 
 
 def broadcast_group() -> str:

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 
@@ -60,8 +61,9 @@ def postgres_bin_dir() -> Path:
                 ["pg_config", "--bindir"], capture_output=True, text=True, check=True
             ).stdout.strip()
         )
+    # Debian installs each major version side by side: prefer the newest.
     versions = glob.glob("/usr/lib/postgresql/*/bin")
-    candidates += sorted(versions, key=lambda path: int(Path(path).parent.name), reverse=True)
+    candidates += sorted(versions, key=lambda path: _version(Path(path).parent.name), reverse=True)
     for candidate in candidates:
         directory = Path(candidate)
         if (directory / "initdb").is_file() and (directory / "pg_ctl").is_file():
@@ -71,6 +73,10 @@ def postgres_bin_dir() -> Path:
         f"{candidates or ['/usr/lib/postgresql/*/bin']}). Install Debian's postgresql package: "
         "apt-get install postgresql."
     )
+
+
+def _version(name: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", name))
 
 
 def free_port() -> int:
@@ -150,7 +156,7 @@ def cluster() -> Iterator[Cluster]:
         yield server
     finally:
         if (server.data / "postmaster.pid").exists():
-            server.stop("immediate")
+            server.pg_ctl("stop", "-w", "-t", "30", "-m", "immediate", check=False)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -194,8 +200,23 @@ def count(cluster: Cluster, sql: str) -> int:
 
 JOB_TABLE = WorkerJob._meta.db_table
 EXECUTION_TABLE = Execution._meta.db_table
+# Only the demo jobs: the built-in cron jobs always keep one scheduled row of their own.
+OURS = f"{JOB_TABLE} WHERE type = 'demo.record'"
+UNFINISHED = f"SELECT count(*) FROM {OURS} AND status IN ('scheduled', 'running')"
 LISTENING = "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'LISTEN %'"
-UNFINISHED = f"SELECT count(*) FROM {JOB_TABLE} WHERE status IN ('scheduled', 'running')"
+
+
+def server_connections(pid: int, port: int) -> int:
+    """How many open TCP connections process ``pid`` has to the server on ``port``."""
+    process = psutil.Process(pid)
+    list_connections = getattr(process, "net_connections", None) or process.connections
+    return sum(
+        1
+        for connection in list_connections(kind="tcp")
+        if connection.raddr
+        and connection.raddr[1] == port
+        and connection.status == psutil.CONN_ESTABLISHED
+    )
 
 
 @pytest.mark.postgresql
@@ -206,10 +227,10 @@ def test_a_postgresql_restart_loses_no_job(
     manage(cluster, "shell", "--no-imports", "-c", SUBMIT)
     assert count(cluster, UNFINISHED) == JOBS
 
-    # A short lease makes the parent renew every 1.5 s, so its own database connection meets
-    # the restart within the test too (at the default 60 s it would wait 15 s to notice). The
-    # outage (~2 s) plus the parent's reconnect backoff stays well inside 6 s, and the parent
-    # renews its children's leases before it rescues expired ones.
+    # A short lease makes the parent use its database thread (lease renewal) every 1.5 s, so
+    # that connection meets the restart within the test too (at the default 60 s lease it
+    # would wait 15 s). The outage (~2 s) plus the reconnect backoff stays well inside 6 s,
+    # and the parent renews its children's leases before it rescues expired ones.
     runner = start_runworkers(
         "--workers",
         str(WORKERS),
@@ -221,14 +242,13 @@ def test_a_postgresql_restart_loses_no_job(
         "the workers to run some jobs",
     )
 
-    # The restart: a fast shutdown ends every connection (and rolls back whatever they were
+    # The restart: a fast shutdown ends every connection (rolling back whatever they were
     # doing), then the server stays down for a moment before it comes back.
-    running_before = count(cluster, f"SELECT count(*) FROM {JOB_TABLE} WHERE status = 'running'")
+    running_before = count(cluster, f"SELECT count(*) FROM {OURS} AND status = 'running'")
     children = {child.pid for child in runner.children()}
     assert len(children) == WORKERS, runner.output
     cluster.stop("fast")
     outage_started = time.monotonic()
-    restart_began = datetime.now(timezone.utc)
     time.sleep(OUTAGE)
     assert runner.process.poll() is None, f"runworkers died with the database:\n{runner.output}"
     cluster.start()
@@ -239,33 +259,31 @@ def test_a_postgresql_restart_loses_no_job(
 
     wait_for(runner, lambda: count(cluster, UNFINISHED) == 0, "the queue to drain", 90)
     recovery = time.monotonic() - outage_started
-    # The parent's database thread (leases, settling jobs) meets the dead connection at its
-    # next use, at the latest one renewal interval after the restart, and reconnects.
-    parent_retries = re.compile(
-        r"database unavailable during "
-        r"(renew_leases|rescue_expired_jobs|fail_jobs_of|release_jobs_of)"
-    )
-    wait_for(runner, lambda: parent_retries.search(runner.output), "the parent's reconnect", 10)
-    # The parent listens again: its LISTEN connection is back on the restarted server.
-    wait_for(runner, lambda: count(cluster, LISTENING) >= 1, "the parent to LISTEN again", 15)
-    log = runner.output
-    assert runner.process.poll() is None, f"runworkers crashed after the restart:\n{log}"
 
-    # Everyone met the outage and reconnected: the children (claim, finish, look ahead), the
-    # parent's database thread (above) and its LISTEN connection.
-    assert "LISTEN connection lost" in log, log
-    child_retries = (
-        r"database unavailable during (claim|finish|look ahead)|job raised .*Operational"
+    # Everyone reconnected. Every connection to this server was opened after the restart, so:
+    # each child (the same processes as before: none died over it) is connected again...
+    assert runner.process.poll() is None, f"runworkers crashed after the restart:\n{runner.output}"
+    assert {child.pid for child in runner.children()} == children, runner.output
+    wait_for(
+        runner,
+        lambda: all(server_connections(pid, cluster.port) >= 1 for pid in children),
+        "every child to reconnect",
     )
-    assert re.search(child_retries, log), log
-    # ...without a child dying over it (the parent would have logged "worker ... exited").
+    # ...and so is the parent, twice: its LISTEN connection and its database thread's.
+    wait_for(runner, lambda: count(cluster, LISTENING) >= 1, "the parent to LISTEN again", 15)
+    wait_for(
+        runner,
+        lambda: server_connections(runner.process.pid, cluster.port) >= 2,
+        "the parent's database thread to reconnect",
+        15,
+    )
+    log = runner.output
+    assert "LISTEN connection lost" in log, log
+    assert "database unavailable during " in log, log
     assert not re.search(r"worker \S+ (exited|failed): ", log), log
-    assert {child.pid for child in runner.children()} == children, "the workers were replaced"
 
     rows = query(
-        cluster,
-        "SELECT id, tag, status, attempt, rescheduled_from_id, result "
-        f"FROM {JOB_TABLE} ORDER BY id",
+        cluster, f"SELECT id, tag, status, attempt, rescheduled_from_id FROM {OURS} ORDER BY id"
     )
     executions = query(cluster, f"SELECT job_id, started FROM {EXECUTION_TABLE} ORDER BY id")
 
@@ -284,35 +302,33 @@ def test_a_postgresql_restart_loses_no_job(
         assert chain[0][4] is None, (tag, chain)
         for previous, retry in itertools.pairwise(chain):
             # A retry follows a failed run of the same tag, and counts as one more attempt.
-            assert retry[4] == previous[0] and by_id[retry[4]][1] == tag, (tag, chain)
+            assert retry[4] == previous[0], (tag, chain)
             assert previous[2] == "failed" and retry[3] == previous[3] + 1, (tag, chain)
 
-    # Every success ran: its row has an execution recorded by the job itself.
+    # Every success ran: its row has the execution the job itself recorded; no row ran twice.
     executed = Counter(job_id for job_id, _ in executions)
-    succeeded = [row[0] for row in rows if row[2] == "succeeded"]
-    assert all(executed[job_id] >= 1 for job_id in succeeded), "a success without a run"
-    assert all(executed[job_id] == 1 for job_id in executed), "one row, claimed twice"
+    assert set(executed) <= set(by_id), "an execution of a row that is not ours"
+    assert all(executed[row[0]] >= 1 for row in rows if row[2] == "succeeded")
+    assert all(times == 1 for times in executed.values()), executed.most_common(3)
 
     # Only jobs that were running at the restart may run again. Each worker runs one job at a
     # time and cannot claim another while the server is down, so at most one job per worker
-    # was in flight across the outage: at most WORKERS tags may show more than one execution
-    # (a run that recorded its execution, then failed on the dead connection and was retried).
-    # And such a tag's first run must have started before the server came back.
+    # is in flight across the outage: at most WORKERS tags may have been retried, or have run
+    # more than once (a run that recorded its execution, then failed on the dead connection
+    # and was retried), and such a tag's first run started before the server came back.
     runs_by_tag: dict[str, list[datetime]] = defaultdict(list)
     for job_id, started in executions:
         runs_by_tag[by_id[job_id][1]].append(started)
     repeated = {tag: runs for tag, runs in runs_by_tag.items() if len(runs) > 1}
     retried = [tag for tag, chain in chains.items() if len(chain) > 1]
     print(
-        f"\nrestart: {running_before} job(s) running before it; queue drained "
-        f"{recovery:.1f}s after the stop; {len(retried)} tag(s) retried, "
-        f"{len(repeated)} run more than once: {sorted(repeated)}"
+        f"\nrestart with {running_before} job(s) running: queue drained {recovery:.1f}s after "
+        f"the stop; {len(retried)} tag(s) retried, {len(repeated)} run more than once"
     )
+    assert len(retried) <= WORKERS, [chains[tag] for tag in retried]
     assert len(repeated) <= WORKERS, repeated
     for tag, runs in repeated.items():
-        assert min(runs) <= restarted, (tag, runs, restart_began, restarted)
-    # Retries come only from runs the outage interrupted: again at most one per worker.
-    assert len(retried) <= WORKERS, [chains[tag] for tag in retried]
+        assert min(runs) <= restarted, (tag, runs, restarted)
 
     runner.send(signal.SIGTERM)
     assert runner.wait(timeout=30) == 0, runner.output

@@ -48,3 +48,8 @@ def record(ctx: Any) -> dict[str, int]:
     execution = Execution.objects.create(job_id=ctx.job.pk, worker=ctx.job.worker)
     time.sleep(float(ctx.data.get("seconds", 0)))
     return {"execution": execution.pk}
+
+
+@job("demo.noop")
+def noop(ctx: Any) -> None:
+    """Do nothing: the benchmark measures the queue, not the job."""

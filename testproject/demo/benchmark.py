@@ -1,0 +1,221 @@
+"""Measurements for ``manage.py benchmark``: our queue against the raw SQL ceiling, side by
+side on the same database, so that the ratios hold on a shared, noisy machine."""
+
+import multiprocessing
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import psutil
+from django.db import connection
+from django.db.models import Max, Min
+from django.utils import timezone
+
+from demo import ceiling_worker
+from django_quickworker import submit_job, submit_jobs
+from django_quickworker.models import WorkerJob, WorkerProcess
+
+MANAGE = Path(__file__).resolve().parent.parent / "manage.py"
+TAG = "bench:"  # every row the benchmark writes carries this tag prefix
+CHUNK = 5000
+
+
+def clear() -> None:
+    """Remove what earlier measurements left, in chunks so no statement runs for long."""
+    while True:
+        ids = list(
+            WorkerJob.objects.filter(tag__startswith=TAG).values_list("pk", flat=True)[:50_000]
+        )
+        if not ids:
+            return
+        WorkerJob.objects.filter(pk__in=ids).update(rescheduled_from=None)
+        with connection.cursor() as cursor:
+            table = connection.ops.quote_name(WorkerJob._meta.db_table)
+            cursor.execute(f"DELETE FROM {table} WHERE id IN ({', '.join(['%s'] * len(ids))})", ids)
+
+
+def submit_noops(count: int, label: str) -> None:
+    for start in range(0, count, CHUNK):
+        batch = range(start, min(start + CHUNK, count))
+        submit_jobs(
+            [{"tag": f"{TAG}{label}:{i}", "type": "demo.noop"} for i in batch],
+            on_duplicate_tag="allow",
+        )
+
+
+def drained_rate(label: str, count: int) -> float:
+    """Jobs per second from the first claim to the last finish of the ``label`` batch."""
+    rows = WorkerJob.objects.filter(tag__startswith=f"{TAG}{label}:")
+    succeeded = rows.succeeded().count()
+    if succeeded != count:
+        raise RuntimeError(f"{label}: {succeeded} of {count} jobs succeeded")
+    span = rows.aggregate(first=Min("started"), last=Max("finished"))
+    return count / (span["last"] - span["first"]).total_seconds()
+
+
+def runworkers(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, str(MANAGE), "runworkers", "--log-level", "warning", *args],
+        env={**os.environ, "QUICKWORKER": os.environ.get("QUICKWORKER", "{}")},
+        start_new_session=True,
+    )
+
+
+def throughput(count: int, workers: int, label: str = "throughput") -> float:
+    """Drain ``count`` no-op jobs with ``runworkers --burst``; return jobs/s."""
+    submit_noops(count, label)
+    process = runworkers("--burst", "--workers", str(workers))
+    if process.wait(timeout=600) != 0:
+        raise RuntimeError("runworkers --burst failed")
+    return drained_rate(label, count)
+
+
+def ceiling(count: int, workers: int) -> float:
+    """Drain ``count`` jobs with W plain processes doing claim and finish in raw SQL."""
+    submit_noops(count, "ceiling")
+    settings_dict = dict(connection.settings_dict)
+    spawn = multiprocessing.get_context("spawn")
+    processes = [
+        spawn.Process(
+            target=ceiling_worker.run, args=(connection.vendor, settings_dict, f"raw:{i}")
+        )
+        for i in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=600)
+    return drained_rate("ceiling", count)
+
+
+def latency(jobs: int, interval: float, workers: int) -> dict[str, float]:
+    """Enqueue-to-start in ms, for jobs submitted one at a time to an idle pool."""
+    with running_workers(workers):
+        for i in range(jobs):
+            submit_job(tag=f"{TAG}latency:{i}", type="demo.noop", on_duplicate_tag="allow")
+            time.sleep(interval)
+        rows = WorkerJob.objects.filter(tag__startswith=f"{TAG}latency:")
+        wait_for(lambda: rows.succeeded().count() == jobs, timeout=60)
+    delays = sorted(
+        (started - created).total_seconds() * 1000
+        for started, created in rows.values_list("started", "created_at")
+    )
+    return {
+        "p50": statistics.median(delays),
+        "p95": delays[int(len(delays) * 0.95) - 1],
+        "p99": delays[int(len(delays) * 0.99) - 1],
+    }
+
+
+def enqueue_single(count: int) -> float:
+    started = time.perf_counter()
+    for i in range(count):
+        submit_job(tag=f"{TAG}single:{i}", type="demo.noop", on_duplicate_tag="allow")
+    return count / (time.perf_counter() - started)
+
+
+def enqueue_bulk(count: int) -> float:
+    started = time.perf_counter()
+    submit_jobs(
+        [{"tag": f"{TAG}bulk:{i}", "type": "demo.noop"} for i in range(count)],
+        on_duplicate_tag="allow",
+    )
+    return count / (time.perf_counter() - started)
+
+
+def add_finished_rows(count: int) -> None:
+    """Fill the table with ``count`` finished rows, as a busy project's would be."""
+    table = connection.ops.quote_name(WorkerJob._meta.db_table)
+    now = timezone.now()
+    columns = (
+        "tag, type, data, queue, priority, status, due, started, finished, success, "
+        "error_traceback, attempt, max_attempts, worker, cron_schedule, "
+        "auto_reschedule_on_failure, auto_reschedule_on_failure_delay, retry_backoff, "
+        "persistent, created_at, updated_at"
+    )
+    values = (
+        "{tag}, 'demo.noop', '{{}}', 'default', 0, 'succeeded', %s, %s, %s, true, '', 1, 1, "
+        "'old', '', false, 0, 'fixed', true, %s, %s"
+    )
+    params = [connection.ops.adapt_datetimefield_value(now)] * 5
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            tag = f"'{TAG}old:' || n"
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) SELECT {values.format(tag=tag)} "
+                f"FROM generate_series(1, {int(count)}) AS n",
+                params,
+            )
+        else:
+            tag = f"'{TAG}old:' || n"
+            cursor.execute(
+                f"WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s "
+                f"WHERE n < {int(count)}) INSERT INTO {table} ({columns}) "
+                f"SELECT {values.format(tag=tag)} FROM s",
+                params,
+            )
+
+
+def memory(count: int, workers: int, checkpoints: tuple[int, ...]) -> dict[str, Any]:
+    """RSS of the parent and children while ``count`` jobs run; children's RSS at checkpoints."""
+    submit_noops(count, "memory")
+    rows = WorkerJob.objects.filter(tag__startswith=f"{TAG}memory:")
+    process = runworkers("--burst", "--workers", str(workers))
+    parent = psutil.Process(process.pid)
+    peaks = {"parent": 0, "child": 0}
+    at: dict[int, list[int]] = {}
+    pending = list(checkpoints)
+    while process.poll() is None:
+        children = worker_children(parent)
+        with _gone():
+            peaks["parent"] = max(peaks["parent"], parent.memory_info().rss)
+            rss = [child.memory_info().rss for child in children]
+            peaks["child"] = max([peaks["child"], *rss])
+            if pending and rows.succeeded().count() >= pending[0]:
+                at[pending.pop(0)] = rss
+        time.sleep(0.2)
+    return {
+        "peak_parent_mb": peaks["parent"] / 2**20,
+        "peak_child_mb": peaks["child"] / 2**20,
+        "child_mb_at": {n: [r / 2**20 for r in rss] for n, rss in at.items()},
+    }
+
+
+def worker_children(parent: psutil.Process) -> list[psutil.Process]:
+    with _gone():
+        return [c for c in parent.children() if "spawn_main" in " ".join(c.cmdline())]
+    return []
+
+
+@contextmanager
+def _gone() -> Iterator[None]:
+    """Ignore processes that exit while we look at them."""
+    with suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+        yield
+
+
+@contextmanager
+def running_workers(workers: int) -> Iterator[None]:
+    process = runworkers("--workers", str(workers))
+    try:
+        wait_for(lambda: WorkerProcess.objects.exists(), timeout=60)
+        time.sleep(2)  # let every child start and go idle
+        yield
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gave up after {timeout}s")
+        time.sleep(0.05)

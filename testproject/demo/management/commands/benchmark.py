@@ -1,0 +1,100 @@
+"""``manage.py benchmark``: throughput, latency, enqueue rate, scale and memory of the queue,
+beside the raw SQL ceiling measured in the same run on the same database."""
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import connection
+
+from demo import benchmark
+
+SECTIONS = ("throughput", "latency", "enqueue", "scale", "memory")
+
+
+class Command(BaseCommand):
+    help = "Measure the queue on the configured database and print a table (or write JSON)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--jobs", type=int, default=5000, help="(default: %(default)r)")
+        parser.add_argument("--workers", type=int, default=2, help="(default: %(default)r)")
+        parser.add_argument(
+            "--only", default=",".join(SECTIONS), help="Comma-separated sections to run."
+        )
+        parser.add_argument("--scale-rows", type=int, default=1_000_000)
+        parser.add_argument("--memory-jobs", type=int, default=100_000)
+        parser.add_argument("--json", dest="json_path", help="Also write the results here.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        sections = options["only"].split(",")
+        jobs, workers = options["jobs"], options["workers"]
+        results: dict[str, Any] = {"database": connection.vendor, "jobs": jobs, "workers": workers}
+        benchmark.clear()
+        try:
+            if "throughput" in sections or "scale" in sections:
+                results["ceiling_jobs_per_s"] = benchmark.ceiling(jobs, workers)
+                results["throughput_jobs_per_s"] = benchmark.throughput(jobs, workers)
+                benchmark.clear()
+            if "latency" in sections:
+                results["latency_ms"] = benchmark.latency(200, 0.02, workers)
+                benchmark.clear()
+            if "enqueue" in sections:
+                results["enqueue_single_jobs_per_s"] = benchmark.enqueue_single(2000)
+                results["enqueue_bulk_jobs_per_s"] = benchmark.enqueue_bulk(20_000)
+                benchmark.clear()
+            if "scale" in sections:
+                benchmark.add_finished_rows(options["scale_rows"])
+                results["scale_rows"] = options["scale_rows"]
+                results["scaled_jobs_per_s"] = benchmark.throughput(jobs, workers, "scaled")
+                benchmark.clear()
+            if "memory" in sections:
+                count = options["memory_jobs"]
+                checkpoints = (min(10_000, count // 10), count)
+                results["memory"] = benchmark.memory(count, workers, checkpoints)
+        finally:
+            benchmark.clear()
+        self.stdout.write(report(results))
+        if options["json_path"]:
+            with open(options["json_path"], "w") as output:
+                json.dump(results, output, indent=2)
+
+
+def report(results: dict[str, Any]) -> str:
+    lines = [f"database: {results['database']}, workers: {results['workers']}"]
+    ceiling = results.get("ceiling_jobs_per_s")
+    if ceiling:
+        ours = results["throughput_jobs_per_s"]
+        lines += [
+            f"throughput       {ours:9.0f} jobs/s  ({results['jobs']} no-op jobs)",
+            f"raw SQL ceiling  {ceiling:9.0f} jobs/s  -> ours is {100 * ours / ceiling:.0f}%",
+        ]
+    if "latency_ms" in results:
+        latency = results["latency_ms"]
+        lines.append(
+            "latency          p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms".format(
+                **latency
+            )
+        )
+    if "enqueue_single_jobs_per_s" in results:
+        lines += [
+            f"enqueue single   {results['enqueue_single_jobs_per_s']:9.0f} jobs/s",
+            f"enqueue bulk     {results['enqueue_bulk_jobs_per_s']:9.0f} jobs/s",
+        ]
+    if "scaled_jobs_per_s" in results:
+        scaled = results["scaled_jobs_per_s"]
+        ratio = scaled / results["throughput_jobs_per_s"]
+        lines.append(
+            f"scale            {scaled:9.0f} jobs/s with {results['scale_rows']} finished rows"
+            f" -> ratio {ratio:.2f}"
+        )
+    if "memory" in results:
+        memory = results["memory"]
+        lines.append(
+            f"memory           parent peak {memory['peak_parent_mb']:.0f} MB, "
+            f"child peak {memory['peak_child_mb']:.0f} MB"
+        )
+        for count, rss in memory["child_mb_at"].items():
+            lines.append(
+                f"                 children after {count} jobs: {[round(r) for r in rss]} MB"
+            )
+    return "\n".join(lines)
