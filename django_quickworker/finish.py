@@ -41,19 +41,22 @@ class Outcome:
         return cls(False, {"error": message}, traceback, retryable)
 
 
-def finish_job(job: WorkerJob, outcome: Outcome) -> WorkerJob | None:
+def finish_job(
+    job: WorkerJob, outcome: Outcome, lease_expired_before: datetime | None = None
+) -> WorkerJob | None:
     """Record ``outcome`` on the claimed ``job``; retry it if allowed; continue its cron chain.
 
-    Returns the retry's row, or None. Records nothing when the fence no longer holds.
+    Returns the retry's row, or None. Records nothing when the fence no longer holds (or,
+    with ``lease_expired_before``, when the lease was renewed since).
     """
     now = timezone.now()
     retry_due = _retry_due(job, outcome, now)
     if retry_due is None and not job.cron_schedule:
-        _record(job, outcome, now)  # the hot path: one UPDATE
+        _record(job, outcome, now, lease_expired_before)  # the hot path: one UPDATE
         return None
     # The outcome, the retry and the next occurrence land together or not at all.
     with transaction.atomic(using=router.db_for_write(WorkerJob), savepoint=False):
-        if not _record(job, outcome, now):
+        if not _record(job, outcome, now, lease_expired_before):
             return None
         if job.cron_schedule:
             schedule_next_occurrence(job, now)
@@ -93,46 +96,48 @@ def renew_leases(workers: list[str], lease: timedelta) -> int:
     return running.update(lease_expires=now + lease, updated_at=now)
 
 
-def removal_time(job: WorkerJob, finished: datetime) -> datetime | None:
-    """When cleanup may delete ``job``, counted from when it finished; never if persistent."""
+def removal_time(job: WorkerJob, status: str, finished: datetime) -> datetime | None:
+    """When cleanup may delete ``job``, finished with ``status`` at ``finished``: counted
+    from then, by its own remove_delay or the retention for its outcome; never if persistent."""
     if job.persistent:
         return None
     if job.remove_delay is not None:
         return finished + job.remove_delay
-    succeeded = job.status == Status.SUCCEEDED
+    succeeded = status == Status.SUCCEEDED
     return finished + (conf.retain_succeeded if succeeded else conf.retain_failed)
 
 
-def _record(job: WorkerJob, outcome: Outcome, now: datetime) -> bool:
+def _record(
+    job: WorkerJob, outcome: Outcome, now: datetime, lease_expired_before: datetime | None
+) -> bool:
     """Write the outcome onto the row (and ``job``) if the fence holds; return whether it did."""
     if outcome.cancelled:
-        job.status = Status.CANCELLED
+        status = Status.CANCELLED
     else:
-        job.status = Status.SUCCEEDED if outcome.success else Status.FAILED
-    job.finished = now
-    job.success = outcome.success
-    job.result = outcome.result
-    job.error_traceback = outcome.traceback
-    job.lease_expires = None
-    job.remove_at = removal_time(job, now)
-    recorded = _fenced(job).update(
-        status=job.status,
-        finished=now,
-        success=outcome.success,
-        result=outcome.result,
-        error_traceback=outcome.traceback,
-        lease_expires=None,
-        remove_at=job.remove_at,
-        updated_at=now,
-    )
-    if not recorded:
+        status = Status.SUCCEEDED if outcome.success else Status.FAILED
+    changes = {
+        "status": status,
+        "finished": now,
+        "success": outcome.success,
+        "result": outcome.result,
+        "error_traceback": outcome.traceback,
+        "lease_expires": None,
+        "remove_at": removal_time(job, status, now),
+    }
+    fenced = _fenced(job)
+    if lease_expired_before is not None:  # a rescue must not fail a job renewed meanwhile
+        fenced = fenced.filter(lease_expires__lt=lease_expired_before)
+    if fenced.update(**changes, updated_at=now) != 1:
         logger.warning(
             "finish ignored id=%s worker=%s attempt=%s: the job is no longer leased to it",
             job.pk,
             job.worker,
             job.attempt,
         )
-    return recorded == 1
+        return False
+    for name, value in changes.items():
+        setattr(job, name, value)
+    return True
 
 
 def _retry_due(job: WorkerJob, outcome: Outcome, now: datetime) -> datetime | None:
@@ -183,9 +188,12 @@ def release_jobs_of(worker: str) -> int:
 
 def rescue_expired_jobs() -> int:
     """Fail (and maybe retry) running jobs whose lease ran out: their host stopped renewing."""
-    expired = WorkerJob.objects.running().filter(lease_expires__lt=timezone.now())
-    for job in expired:
+    now = timezone.now()
+    rescued = 0
+    for job in WorkerJob.objects.running().filter(lease_expires__lt=now):
         reason = f"Worker {job.worker} stopped renewing its lease; its host is presumed dead."
-        logger.warning("job rescued id=%s type=%s: %s", job.pk, job.type, reason)
-        finish_job(job, Outcome.failure(reason))
-    return len(expired)
+        finish_job(job, Outcome.failure(reason), lease_expired_before=now)
+        if job.status == Status.FAILED:  # recorded: the fence and the lease check held
+            logger.warning("job rescued id=%s type=%s: %s", job.pk, job.type, reason)
+            rescued += 1
+    return rescued

@@ -55,5 +55,12 @@ def is_storable_text(text: str) -> bool:
     return True
 
 
+def storable_text(text: str) -> str:
+    """``text`` with what a database cannot store (NUL, lone surrogates) spelled out."""
+    if is_storable_text(text):
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
 def _shorten(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -32,7 +32,7 @@ from django_quickworker.exceptions import (
 from django_quickworker.finish import Outcome, finish_job, release_job
 from django_quickworker.models import WorkerJob
 from django_quickworker.notifications import notify_user, route_to_parent
-from django_quickworker.payload import validate_payload
+from django_quickworker.payload import storable_text, validate_payload
 from django_quickworker.registry import registry
 from django_quickworker.schedule import to_timedelta
 
@@ -217,10 +217,11 @@ def execute(job: WorkerJob) -> Outcome:
             error,
             exc_info=True,
         )
+        message = storable_text(str(error)) or type(error).__name__
         return Outcome(
             False,
-            {"error": str(error) or type(error).__name__, "exception": _qualified_name(error)},
-            traceback.format_exc(),
+            {"error": message, "exception": _qualified_name(error)},
+            storable_text(traceback.format_exc()),
         )
     return Outcome(True, value)
 
@@ -231,7 +232,8 @@ def _retry_outcome(job: WorkerJob, request: RetryJob) -> Outcome:
         delay = None if request.delay is None else to_timedelta(request.delay, "RetryJob delay")
     except InvalidDuration as error:
         return Outcome.failure(str(error))
-    return Outcome(False, {"error": str(request)}, retry_requested=True, retry_delay=delay)
+    message = storable_text(str(request))
+    return Outcome(False, {"error": message}, retry_requested=True, retry_delay=delay)
 
 
 def retry_on_db_error(operation: Callable[[], T], what: str) -> T:

@@ -182,7 +182,10 @@ THREADS = 6
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_claimers_claim_every_job_exactly_once() -> None:
     jobs = submit_jobs(
-        [{"tag": f"job{index}", "type": "demo.add", "data": {"a": index, "b": 0}} for index in range(JOBS)]
+        [
+            {"tag": f"job{index}", "type": "demo.add", "data": {"a": index, "b": 0}}
+            for index in range(JOBS)
+        ]
     )
     expected = sorted(job.pk for job in jobs)
     start = threading.Barrier(THREADS)

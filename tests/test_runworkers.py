@@ -51,7 +51,11 @@ def test_banner_and_burst_exit(start_runworkers: StartRunworkers) -> None:
     assert "django-quickworker" in banner
     assert "workers:       2" in banner
     assert "queues:        default, mail" in banner
-    assert "demo.add, demo.asyncSleep, demo.countdown, demo.fail, demo.record" in banner
+    types_line = next(line for line in banner.splitlines() if "job types:" in line)
+    assert types_line.split(":", 1)[1].strip().split(", ") == sorted(
+        ["demo.add", "demo.asyncSleep", "demo.countdown", "demo.fail", "demo.noop"]
+        + ["demo.record", "removeOldWorkerJobs"]
+    )
     assert "channel layer:" in banner
 
 

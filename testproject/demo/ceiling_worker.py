@@ -21,7 +21,7 @@ def run(vendor: str, settings_dict: dict[str, Any], name: str) -> None:
         import psycopg
 
         parts = {"now": "now()", "p": "%s", "lock": "FOR UPDATE SKIP LOCKED"}
-        db = psycopg.connect(
+        db: Any = psycopg.connect(
             dbname=settings_dict["NAME"],
             user=settings_dict["USER"],
             password=settings_dict["PASSWORD"] or None,
