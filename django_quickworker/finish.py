@@ -73,8 +73,10 @@ def backoff(job: WorkerJob) -> timedelta:
     delay = job.auto_reschedule_on_failure_delay
     if job.retry_backoff != Backoff.EXPONENTIAL:
         return delay
-    ceiling = min((delay or timedelta(seconds=1)) * 2 ** (job.attempt - 1), conf.retry_backoff_max)
-    return ceiling * random.uniform(0.5, 1.0)
+    base = max(delay, timedelta(seconds=1)).total_seconds()
+    doublings = min(max(job.attempt - 1, 0), 64)  # past 2**64 s any cap has won; and no overflow
+    ceiling = min(base * 2.0**doublings, conf.retry_backoff_max.total_seconds())
+    return timedelta(seconds=ceiling * random.uniform(0.5, 1.0))
 
 
 def release_job(job: WorkerJob) -> bool:

@@ -2,6 +2,7 @@
 
 import math
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -48,11 +49,26 @@ def validate_cron(expression: str) -> str:
 
 
 def next_cron_due(expression: str, after: datetime, time_zone: ZoneInfo) -> datetime:
-    """Return the first tick of ``expression`` strictly after ``after``, read in ``time_zone``."""
+    """Return the first tick of ``expression`` strictly after ``after``, read in ``time_zone``.
+
+    When the clocks go back, a wall time happens twice; a job that runs at given hours runs
+    at its first showing only, while one that runs every hour keeps both real hours.
+    """
     local_after = after.astimezone(time_zone)
     ticks = croniter(expression, local_after, second_at_beginning=_has_seconds(expression))
-    due: datetime = ticks.get_next(datetime)
+    hours = ticks.expanded[1]
+    every_hour = hours == ["*"] or len(hours) == 24
+    while True:
+        due: datetime = ticks.get_next(datetime)
+        if every_hour or not _repeated_wall_time(due, time_zone):
+            break
     return due.astimezone(after.tzinfo) if after.tzinfo else due
+
+
+def _repeated_wall_time(moment: datetime, time_zone: ZoneInfo) -> bool:
+    """Whether ``moment`` is the second showing of a wall time the clocks went back over."""
+    local = moment.astimezone(dt_timezone.utc).astimezone(time_zone)
+    return local.fold == 1 and local.replace(fold=0).utcoffset() != local.utcoffset()
 
 
 def _has_seconds(expression: str) -> bool:
