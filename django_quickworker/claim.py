@@ -17,6 +17,15 @@ from django_quickworker.models import Status, WorkerJob
 def claim_next(worker: str, queues: Sequence[str] | None, lease: timedelta) -> WorkerJob | None:
     """Mark the next due job as started by ``worker`` and return it, or return None."""
     alias = router.db_for_write(WorkerJob)
+    sql, params = claim_statement(alias, worker, queues, lease)
+    claimed = list(WorkerJob.objects.raw(f"{sql} RETURNING *", params).using(alias))
+    return claimed[0] if claimed else None
+
+
+def claim_statement(
+    alias: str, worker: str, queues: Sequence[str] | None, lease: timedelta
+) -> tuple[str, list[object]]:
+    """The UPDATE that claims the next due job (without its RETURNING clause)."""
     connection = connections[alias]
     now = timezone.now()
     table = connection.ops.quote_name(WorkerJob._meta.db_table)
@@ -26,22 +35,21 @@ def claim_next(worker: str, queues: Sequence[str] | None, lease: timedelta) -> W
         f"UPDATE {table} SET status = %s, started = %s, worker = %s, attempt = attempt + 1, "
         f"lease_expires = %s, updated_at = %s "
         f"WHERE id = (SELECT id FROM {table} WHERE status = %s AND due <= %s {queue_filter} "
-        f"ORDER BY priority DESC, due, id LIMIT 1 {lock}) RETURNING *"
+        f"ORDER BY priority DESC, due, id LIMIT 1 {lock})"
     )
     params = [
         Status.RUNNING,
-        _db_time(now, alias),
+        db_time(now, alias),
         worker,
-        _db_time(now + lease, alias),
-        _db_time(now, alias),
+        db_time(now + lease, alias),
+        db_time(now, alias),
         Status.SCHEDULED,
-        _db_time(now, alias),
+        db_time(now, alias),
         *(queues or []),
     ]
-    claimed = list(WorkerJob.objects.raw(sql, params).using(alias))
-    return claimed[0] if claimed else None
+    return sql, params
 
 
-def _db_time(moment: datetime, alias: str) -> object:
+def db_time(moment: datetime | None, alias: str) -> object:
     """``moment`` in the form the database stores datetimes, for raw SQL parameters."""
     return connections[alias].ops.adapt_datetimefield_value(moment)

@@ -7,13 +7,15 @@ attempt that claimed it, so a job rescued from a dead worker can never be finish
 
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import router, transaction
+from django.db import connections, router, transaction
 from django.utils import timezone
 
+from django_quickworker.claim import claim_next, claim_statement, db_time
 from django_quickworker.conf import conf
 from django_quickworker.cron import schedule_next_occurrence
 from django_quickworker.models import Backoff, Status, WorkerJob, WorkerJobQuerySet
@@ -61,6 +63,41 @@ def finish_job(
         if job.cron_schedule:
             schedule_next_occurrence(job, now)
         return None if retry_due is None else resubmit(job, due=retry_due)
+
+
+def finish_and_claim_next(
+    job: WorkerJob, outcome: Outcome, queues: Sequence[str] | None, lease: timedelta
+) -> WorkerJob | None:
+    """Finish ``job``, then claim its worker's next job, or return None.
+
+    On PostgreSQL, when the finish needs no retry or next occurrence (nearly always), both
+    happen in one statement: one round trip and one commit per job instead of two, which is
+    most of what a job costs the queue.
+    """
+    alias = router.db_for_write(WorkerJob)
+    connection = connections[alias]
+    now = timezone.now()
+    needs_more = _retry_due(job, outcome, now) is not None or job.cron_schedule
+    if needs_more or connection.vendor != "postgresql":
+        finish_job(job, outcome)
+        return claim_next(job.worker, queues, lease)
+    changes = _finish_changes(job, outcome, now)
+    table = connection.ops.quote_name(WorkerJob._meta.db_table)
+    assignments = ", ".join(f"{connection.ops.quote_name(name)} = %s" for name in changes)
+    fields = {field.name: field for field in WorkerJob._meta.concrete_fields}
+    values = [fields[name].get_db_prep_save(value, connection) for name, value in changes.items()]
+    claim_sql, claim_params = claim_statement(alias, job.worker, queues, lease)
+    sql = (
+        f"WITH finished AS (UPDATE {table} SET {assignments}, updated_at = %s "
+        f"WHERE id = %s AND worker = %s AND attempt = %s AND status = %s RETURNING id), "
+        f"claimed AS ({claim_sql} RETURNING *) "
+        "SELECT claimed.*, (SELECT count(*) FROM finished) AS finished_rows "
+        "FROM (SELECT 1) AS one LEFT JOIN claimed ON true"
+    )
+    params = [*values, db_time(now, alias), job.pk, job.worker, job.attempt, Status.RUNNING]
+    (row,) = WorkerJob.objects.raw(sql, [*params, *claim_params]).using(alias)
+    _landed(job, changes, row.finished_rows)
+    return row if row.pk is not None else None
 
 
 def backoff(job: WorkerJob) -> timedelta:
@@ -113,11 +150,19 @@ def _record(
     job: WorkerJob, outcome: Outcome, now: datetime, lease_expired_before: datetime | None
 ) -> bool:
     """Write the outcome onto the row (and ``job``) if the fence holds; return whether it did."""
+    changes = _finish_changes(job, outcome, now)
+    fenced = _fenced(job)
+    if lease_expired_before is not None:  # a rescue must not fail a job renewed meanwhile
+        fenced = fenced.filter(lease_expires__lt=lease_expired_before)
+    return _landed(job, changes, fenced.update(**changes, updated_at=now))
+
+
+def _finish_changes(job: WorkerJob, outcome: Outcome, now: datetime) -> dict[str, Any]:
     if outcome.cancelled:
         status = Status.CANCELLED
     else:
         status = Status.SUCCEEDED if outcome.success else Status.FAILED
-    changes = {
+    return {
         "status": status,
         "finished": now,
         "success": outcome.success,
@@ -126,10 +171,11 @@ def _record(
         "lease_expires": None,
         "remove_at": removal_time(job, status, now),
     }
-    fenced = _fenced(job)
-    if lease_expired_before is not None:  # a rescue must not fail a job renewed meanwhile
-        fenced = fenced.filter(lease_expires__lt=lease_expired_before)
-    if fenced.update(**changes, updated_at=now) != 1:
+
+
+def _landed(job: WorkerJob, changes: dict[str, Any], rows: int) -> bool:
+    """Apply ``changes`` to ``job`` if the fenced write changed its row; say so if it did not."""
+    if rows != 1:
         logger.warning(
             "finish ignored id=%s worker=%s attempt=%s: the job is no longer leased to it",
             job.pk,

@@ -29,7 +29,13 @@ from django_quickworker.exceptions import (
     RetryJob,
     UnknownJobType,
 )
-from django_quickworker.finish import Outcome, finish_job, release_job
+from django_quickworker.finish import (
+    Outcome,
+    finish_and_claim_next,
+    finish_job,
+    release_job,
+    release_jobs_of,
+)
 from django_quickworker.models import WorkerJob
 from django_quickworker.notifications import notify_user, route_to_parent
 from django_quickworker.payload import storable_text, validate_payload
@@ -93,17 +99,46 @@ class Worker:
         route_to_parent(self.send)
         self.send("worker-started", worker=self.id, pid=os.getpid())
         threading.Thread(target=self.watch_parent, name="parent-watch", daemon=True).start()
-        while not self.stopping:
-            job = retry_on_db_error(lambda: claim_next(self.id, self.queues, conf.lease), "claim")
-            if job is not None:
-                self.run_job(job)
-                self.read_messages(timeout=0)
-            elif self.burst:
-                break
-            else:
+        job = self.advance(None, None)
+        while job is not None or not (self.stopping or self.burst):
+            if job is None:
                 self.send("idle")
                 self.read_messages(timeout=self.idle_timeout())
+                job = self.advance(None, None)
+                continue
+            outcome, elapsed_ms = self.run_job(job)
+            self.read_messages(timeout=0)  # a "stop" must come before the next claim
+            next_job = self.advance(job, outcome)
+            self.report_finished(job, outcome, elapsed_ms)
+            job = next_job
         logger.debug("worker %s exiting", self.id)
+
+    def advance(self, done: WorkerJob | None, outcome: Outcome | None) -> WorkerJob | None:
+        """Finish ``done`` (if any) and claim the next due job, unless stopping."""
+        try:
+            if done is not None and outcome is not None:
+                if self.stopping:
+                    finish_job(done, outcome)
+                    return None
+                self.current = finish_and_claim_next(done, outcome, self.queues, conf.lease)
+            else:
+                self.current = None if self.stopping else self.claim()
+        except (OperationalError, InterfaceError) as error:
+            logger.warning("database unavailable, reconnecting: %s", error)
+            self.current = retry_on_db_error(lambda: self.recover(done, outcome), "recovery")
+        return self.current
+
+    def claim(self) -> WorkerJob | None:
+        return claim_next(self.id, self.queues, conf.lease)
+
+    def recover(self, done: WorkerJob | None, outcome: Outcome | None) -> WorkerJob | None:
+        """After a lost connection: finish ``done`` (at most once, thanks to the fence), give
+        back any job claimed by a statement whose answer was lost, then claim again."""
+        connections.close_all()
+        if done is not None and outcome is not None:
+            finish_job(done, outcome)
+        release_jobs_of(self.id)
+        return None if self.stopping else self.claim()
 
     def on_sigterm(self, signum: int, frame: object) -> None:
         """Finish the current job, then exit: SIGTERM reaches every process of the group
@@ -114,7 +149,8 @@ class Worker:
         """The parent ends the current job (timeout or cancel): unwind it and exit."""
         raise SystemExit(f"worker {self.id} told to end its job")
 
-    def run_job(self, job: WorkerJob) -> None:
+    def run_job(self, job: WorkerJob) -> tuple[Outcome, float]:
+        """Run ``job``; return its outcome and how long it took, in ms."""
         self.current = job
         self.send("job-started", job_id=job.pk, timeout=_seconds(job.timeout), attempt=job.attempt)
         tell_owner(job, "job.started", {"attempt": job.attempt})
@@ -123,9 +159,9 @@ class Worker:
         )
         started = time.monotonic()
         outcome = execute(job)
-        retry_on_db_error(lambda: finish_job(job, outcome), "finish")
-        self.current = None
-        elapsed_ms = (time.monotonic() - started) * 1000
+        return outcome, (time.monotonic() - started) * 1000
+
+    def report_finished(self, job: WorkerJob, outcome: Outcome, elapsed_ms: float) -> None:
         self.send("job-finished", job_id=job.pk, success=outcome.success)
         tell_owner(job, "job.finished", {"status": job.status, "result": job.result})
         log = logger.info if outcome.success else logger.warning

@@ -523,3 +523,38 @@ def test_end_jobs_of_fails_only_that_workers_running_jobs() -> None:
     assert (stored(done).status, stored(done).result) == (Status.SUCCEEDED, "kept")
     assert stored(alive).status == Status.RUNNING
     assert end_jobs_of("dead", reason) == 0
+
+
+# Finishing and claiming the next job in one go
+
+
+def test_finish_and_claim_next_finishes_then_claims() -> None:
+    job = run("pair", worker="w")
+    following = submit_job(tag="pair:next", type="demo.add", queue="pair")
+    claimed = finish.finish_and_claim_next(job, Outcome(True, {"sum": 3}), ["pair"], LEASE)
+    assert claimed is not None and claimed.pk == following.pk
+    assert (claimed.status, claimed.worker, claimed.attempt) == (Status.RUNNING, "w", 1)
+    row = stored(job)
+    assert (row.status, row.success, row.result) == (Status.SUCCEEDED, True, {"sum": 3})
+    assert (job.status, job.result) == (Status.SUCCEEDED, {"sum": 3})
+    assert finish.finish_and_claim_next(claimed, Outcome(True), ["pair"], LEASE) is None
+    assert stored(claimed).status == Status.SUCCEEDED
+
+
+def test_finish_and_claim_next_respects_the_fence() -> None:
+    job = run("pair-fence", worker="w")
+    following = submit_job(tag="pair-fence:next", type="demo.add", queue="pair-fence")
+    impostor = stored(job)
+    impostor.worker = "intruder"
+    claimed = finish.finish_and_claim_next(impostor, Outcome(True, "x"), ["pair-fence"], LEASE)
+    assert stored(job).status == Status.RUNNING  # not finished by someone else's word
+    assert claimed is not None and claimed.pk == following.pk
+    assert impostor.status == Status.RUNNING
+
+
+def test_finish_and_claim_next_applies_retries() -> None:
+    job = run("pair-retry", worker="w", auto_reschedule_on_failure=True, max_attempts=2)
+    finish.finish_and_claim_next(job, Outcome.failure("boom"), ["pair-retry"], LEASE)
+    assert stored(job).status == Status.FAILED
+    retry = WorkerJob.objects.get(rescheduled_from=job)
+    assert retry.status in (Status.SCHEDULED, Status.RUNNING)  # due now: may be claimed at once
