@@ -52,10 +52,9 @@ def test_banner_and_burst_exit(start_runworkers: StartRunworkers) -> None:
     assert "workers:       2" in banner
     assert "queues:        default, mail" in banner
     types_line = next(line for line in banner.splitlines() if "job types:" in line)
-    assert types_line.split(":", 1)[1].strip().split(", ") == sorted(
-        ["demo.add", "demo.asyncSleep", "demo.countdown", "demo.fail", "demo.noop"]
-        + ["demo.record", "removeOldWorkerJobs"]
-    )
+    demo_types = ["add", "asyncSleep", "countdown", "fail", "noop", "record"]
+    expected = [f"demo.{name}" for name in demo_types] + ["removeOldWorkerJobs"]
+    assert types_line.split(":", 1)[1].strip().split(", ") == expected
     assert "channel layer:" in banner
 
 
