@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +42,23 @@ def clear() -> None:
             cursor.execute(f"DELETE FROM {table} WHERE id IN ({', '.join(['%s'] * len(ids))})", ids)
 
 
-def submit_noops(count: int, label: str) -> None:
+STARTUP = 5.0  # seconds every worker gets to start before the jobs fall due
+
+
+def submit_noops(count: int, label: str) -> datetime:
+    """Submit ``count`` no-op jobs, all due once the workers have had time to start.
+
+    So the measurement sees every worker busy from the first claim, not the spawn and
+    Django start-up of the later ones. Returns when they fall due.
+    """
+    due = timezone.now() + timedelta(seconds=STARTUP)
     for start in range(0, count, CHUNK):
         batch = range(start, min(start + CHUNK, count))
         submit_jobs(
-            [{"tag": f"{TAG}{label}:{i}", "type": "demo.noop"} for i in batch],
+            [{"tag": f"{TAG}{label}:{i}", "type": "demo.noop", "due": due} for i in batch],
             on_duplicate_tag="allow",
         )
+    return due
 
 
 def drained_rate(label: str, count: int) -> float:
@@ -63,28 +74,30 @@ def drained_rate(label: str, count: int) -> float:
 def runworkers(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, str(MANAGE), "runworkers", "--log-level", "warning", *args],
-        env={**os.environ, "QUICKWORKER": os.environ.get("QUICKWORKER", "{}")},
+        # As in production: DEBUG off, or Django keeps a log of every query.
+        env={**os.environ, "DEBUG": "false"},
         start_new_session=True,
     )
 
 
 def throughput(count: int, workers: int, label: str = "throughput") -> float:
-    """Drain ``count`` no-op jobs with ``runworkers --burst``; return jobs/s."""
+    """Drain ``count`` no-op jobs with ``runworkers``; return jobs/s."""
     submit_noops(count, label)
-    process = runworkers("--burst", "--workers", str(workers))
-    if process.wait(timeout=600) != 0:
-        raise RuntimeError("runworkers --burst failed")
+    rows = WorkerJob.objects.filter(tag__startswith=f"{TAG}{label}:")
+    with running_workers(workers, settle=0):
+        wait_for(lambda: not rows.exclude(status="succeeded").exists(), timeout=600)
     return drained_rate(label, count)
 
 
 def ceiling(count: int, workers: int) -> float:
     """Drain ``count`` jobs with W plain processes doing claim and finish in raw SQL."""
-    submit_noops(count, "ceiling")
+    due = submit_noops(count, "ceiling")
     settings_dict = dict(connection.settings_dict)
     spawn = multiprocessing.get_context("spawn")
     processes = [
         spawn.Process(
-            target=ceiling_worker.run, args=(connection.vendor, settings_dict, f"raw:{i}")
+            target=ceiling_worker.run,
+            args=(connection.vendor, settings_dict, f"raw:{i}", due.timestamp()),
         )
         for i in range(workers)
     ]
@@ -142,9 +155,12 @@ def add_finished_rows(count: int) -> None:
     )
     values = (
         "{tag}, 'demo.noop', '{{}}', 'default', 0, 'succeeded', %s, %s, %s, true, '', 1, 1, "
-        "'old', '', false, 0, 'fixed', true, %s, %s"
+        "'old', '', false, %s, 'fixed', true, %s, %s"
     )
-    params = [connection.ops.adapt_datetimefield_value(now)] * 5
+    moment = connection.ops.adapt_datetimefield_value(now)
+    no_delay = WorkerJob._meta.get_field("auto_reschedule_on_failure_delay")
+    params = [moment, moment, moment, no_delay.get_db_prep_value(timedelta(0), connection)]
+    params += [moment, moment]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             tag = f"'{TAG}old:' || n"
@@ -202,11 +218,13 @@ def _gone() -> Iterator[None]:
 
 
 @contextmanager
-def running_workers(workers: int) -> Iterator[None]:
+def running_workers(workers: int, settle: float = 2.0) -> Iterator[None]:
+    """``runworkers`` running while the block runs; ``settle`` seconds for its children to
+    start and go idle first."""
     process = runworkers("--workers", str(workers))
     try:
         wait_for(lambda: WorkerProcess.objects.exists(), timeout=60)
-        time.sleep(2)  # let every child start and go idle
+        time.sleep(settle)
         yield
     finally:
         os.killpg(process.pid, signal.SIGTERM)

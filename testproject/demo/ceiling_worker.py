@@ -2,11 +2,13 @@
 job that any database queue needs (claim, finish), with nothing else around them."""
 
 import sqlite3
+import time
 from typing import Any
 
 
-def run(vendor: str, settings_dict: dict[str, Any], name: str) -> None:
-    """The ceiling: claim with one UPDATE … RETURNING, finish with another, nothing else."""
+def run(vendor: str, settings_dict: dict[str, Any], name: str, start_at: float) -> None:
+    """The ceiling: claim with one UPDATE … RETURNING, finish with another, nothing else;
+    from ``start_at`` (a UNIX time), when the jobs fall due."""
     table = "quickworker_workerjob"
     claim = (
         f"UPDATE {table} SET status = 'running', started = {{now}}, worker = {{p}}, "
@@ -33,6 +35,7 @@ def run(vendor: str, settings_dict: dict[str, Any], name: str) -> None:
         parts = {"now": "strftime('%Y-%m-%d %H:%M:%f', 'now')", "p": "?", "lock": ""}
         db = sqlite3.connect(settings_dict["NAME"], timeout=20, isolation_level=None)
     claim_sql, finish_sql = claim.format(**parts), finish.format(**parts)
+    time.sleep(max(0.0, start_at - time.time()) + 0.01)
     while True:
         row = db.execute(claim_sql, (name,)).fetchone()
         if row is None:

@@ -21,6 +21,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--only", default=",".join(SECTIONS), help="Comma-separated sections to run."
         )
+        parser.add_argument(
+            "--rounds", type=int, default=3, help="Throughput rounds (default: %(default)r)."
+        )
         parser.add_argument("--scale-rows", type=int, default=1_000_000)
         parser.add_argument("--memory-jobs", type=int, default=100_000)
         parser.add_argument("--json", dest="json_path", help="Also write the results here.")
@@ -32,9 +35,19 @@ class Command(BaseCommand):
         benchmark.clear()
         try:
             if "throughput" in sections or "scale" in sections:
-                results["ceiling_jobs_per_s"] = benchmark.ceiling(jobs, workers)
-                results["throughput_jobs_per_s"] = benchmark.throughput(jobs, workers)
-                benchmark.clear()
+                # Side by side, alternating, several times: the median ratio is what counts
+                # on a machine shared with other work.
+                rounds = []
+                for _ in range(options["rounds"]):
+                    ceiling = benchmark.ceiling(jobs, workers)
+                    benchmark.clear()
+                    ours = benchmark.throughput(jobs, workers)
+                    benchmark.clear()
+                    rounds.append({"ceiling": ceiling, "ours": ours, "ratio": ours / ceiling})
+                results["throughput_rounds"] = rounds
+                middle = sorted(rounds, key=lambda r: r["ratio"])[len(rounds) // 2]
+                results["ceiling_jobs_per_s"] = middle["ceiling"]
+                results["throughput_jobs_per_s"] = middle["ours"]
             if "latency" in sections:
                 results["latency_ms"] = benchmark.latency(200, 0.02, workers)
                 benchmark.clear()
@@ -66,7 +79,10 @@ def report(results: dict[str, Any]) -> str:
         ours = results["throughput_jobs_per_s"]
         lines += [
             f"throughput       {ours:9.0f} jobs/s  ({results['jobs']} no-op jobs)",
-            f"raw SQL ceiling  {ceiling:9.0f} jobs/s  -> ours is {100 * ours / ceiling:.0f}%",
+            f"raw SQL ceiling  {ceiling:9.0f} jobs/s  -> ours is {100 * ours / ceiling:.0f}%"
+            " (median of the rounds: "
+            + ", ".join(f"{100 * r['ratio']:.0f}%" for r in results["throughput_rounds"])
+            + ")",
         ]
     if "latency_ms" in results:
         latency = results["latency_ms"]
