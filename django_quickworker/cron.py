@@ -28,6 +28,11 @@ def pending_cron_rows(tags: list[str]) -> WorkerJobQuerySet:
     return WorkerJob.objects.scheduled().filter(tag__in=tags).exclude(cron_schedule="")
 
 
+def running_cron_rows(tags: list[str]) -> WorkerJobQuerySet:
+    """The running rows of the cron chains of ``tags``."""
+    return WorkerJob.objects.running().filter(tag__in=tags).exclude(cron_schedule="")
+
+
 def ensure_cron_jobs() -> None:
     """Give each cron job declared in code exactly one pending row; cancel the undeclared.
 
@@ -48,9 +53,11 @@ def ensure_cron_jobs() -> None:
             elif job_type.cron != row.cron_schedule:
                 logger.info("rescheduling cron job %s: %s", row.tag, SCHEDULE_CHANGED.lower())
                 WorkerJob.objects.filter(pk=row.pk).cancel(SCHEDULE_CHANGED)
-        pending = set(pending_cron_rows(list(declared)).values_list("tag", flat=True))
+        # A chain whose run is in progress gets its next row when that run finishes.
+        live = pending_cron_rows(list(declared)) | running_cron_rows(list(declared))
+        present = set(live.values_list("tag", flat=True))
         for tag, job_type in declared.items():
-            if tag not in pending:
+            if tag not in present:
                 submit_job(
                     tag=tag, type=job_type.name, cron=job_type.cron, on_duplicate_tag="allow"
                 )

@@ -60,7 +60,7 @@ def finish_job(
     with transaction.atomic(using=router.db_for_write(WorkerJob), savepoint=False):
         if not _record(job, outcome, now, lease_expired_before):
             return None
-        if job.cron_schedule:
+        if job.cron_schedule and not outcome.cancelled:  # cancelling a run ends its chain
             schedule_next_occurrence(job, now)
         return None if retry_due is None else resubmit(job, due=retry_due)
 
@@ -77,7 +77,7 @@ def finish_and_claim_next(
     alias = router.db_for_write(WorkerJob)
     connection = connections[alias]
     now = timezone.now()
-    needs_more = _retry_due(job, outcome, now) is not None or job.cron_schedule
+    needs_more = _retry_due(job, outcome, now) is not None or bool(job.cron_schedule)
     if needs_more or connection.vendor != "postgresql":
         finish_job(job, outcome)
         return claim_next(job.worker, queues, lease)

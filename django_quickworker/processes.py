@@ -3,6 +3,7 @@ operators (the admin, ``manage.py quickworker status``) can see who serves the q
 
 import os
 import socket
+from datetime import timedelta
 
 from django.utils import timezone
 
@@ -15,8 +16,12 @@ def process_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+STALE_AFTER = timedelta(days=1)  # rows of runworkers killed without a goodbye are dropped then
+
+
 def register(workers: int, queues: list[str] | None) -> None:
     now = timezone.now()
+    WorkerProcess.objects.filter(heartbeat__lt=now - STALE_AFTER).delete()
     WorkerProcess.objects.update_or_create(
         name=process_name(),
         defaults={

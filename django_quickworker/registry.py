@@ -100,6 +100,8 @@ def job(
     validate_type_name(type_name)
     # Validate now, at import time, so a mistake stops the project from starting.
     timeout_delta = None if timeout is None else to_timedelta(timeout, "timeout")
+    if timeout_delta is not None and not timeout_delta:
+        raise InvalidOption(f"timeout={timeout!r} must be more than zero.")
     cron = None if cron is None else validate_cron(cron)
     validate_queue(queue)
     validate_priority(priority)

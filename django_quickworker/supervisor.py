@@ -214,11 +214,13 @@ class Supervisor:
                 logger.info(
                     "put %d interrupted job(s) of %s back in the queue", released, child.worker
                 )
-        elif code != 0:
+        else:
+            # Even a clean exit can leave a job behind (the job called sys.exit()).
             reason = child.end_reason or describe_exit(code)
-            logger.warning("worker %s exited: %s", child.worker, reason)
-            await self.in_db(end_jobs_of, child.worker, reason)
-            self.wake()  # a retry may be due now
+            if code != 0:
+                logger.warning("worker %s exited: %s", child.worker, reason)
+            if await self.in_db(end_jobs_of, child.worker, reason):
+                self.wake()  # a retry may be due now
 
     def finish_if_idle(self) -> None:
         """End the run once every child is gone and none will be restarted."""
@@ -382,4 +384,6 @@ def describe_exit(code: int) -> str:
             return f"Worker process was killed by {signal.Signals(-code).name}."
         except ValueError:
             return f"Worker process was killed by signal {-code}."
+    if code == 0:
+        return "Worker process exited (code 0) while running the job."
     return f"Worker process exited with code {code}."

@@ -107,7 +107,10 @@ class Worker:
                 job = self.advance(None, None)
                 continue
             outcome, elapsed_ms = self.run_job(job)
-            self.read_messages(timeout=0)  # a "stop" must come before the next claim
+            # Before the next claim: the parent's timer for this job stops here, and a
+            # "stop" it sent meanwhile keeps us from claiming another.
+            self.send("job-finished", job_id=job.pk, success=outcome.success)
+            self.read_messages(timeout=0)
             next_job = self.advance(job, outcome)
             self.report_finished(job, outcome, elapsed_ms)
             job = next_job
@@ -162,7 +165,6 @@ class Worker:
         return outcome, (time.monotonic() - started) * 1000
 
     def report_finished(self, job: WorkerJob, outcome: Outcome, elapsed_ms: float) -> None:
-        self.send("job-finished", job_id=job.pk, success=outcome.success)
         tell_owner(job, "job.finished", {"status": job.status, "result": job.result})
         log = logger.info if outcome.success else logger.warning
         log(

@@ -591,3 +591,31 @@ def test_end_to_end_every_second_chains_run_one_at_a_time(
         lambda: WorkerJob.objects.filter(tag="failing", status__in=["scheduled", "running"]),
         what="the failing chain's next occurrence",
     )
+
+
+@pytest.mark.django_db
+def test_cancelling_a_running_cron_job_ends_its_chain() -> None:
+    job = submit_job(tag="cron:chain-end", type="demo.add", cron="0 * * * *", due=timezone.now())
+    claimed = claim_next("w", [job.queue], timedelta(seconds=60))
+    assert claimed is not None and claimed.pk == job.pk
+    finish_job(claimed, Outcome(False, {"error": "stopped"}, cancelled=True))
+    assert WorkerJob.objects.get(pk=job.pk).status == Status.CANCELLED
+    assert not WorkerJob.objects.filter(tag="cron:chain-end").scheduled().exists()
+
+
+@pytest.mark.django_db
+def test_ensure_adds_no_row_while_a_run_of_the_chain_is_in_progress(
+    job_registry: JobRegistry,
+) -> None:
+    @job("cronInProgress", cron="*/5 * * * *")
+    def in_progress(ctx: Any) -> None: ...
+
+    ensure_cron_jobs()
+    claimed = claim_next("w", None, timedelta(seconds=60))
+    pending = WorkerJob.objects.filter(tag="cron:cronInProgress")
+    if claimed is None or claimed.tag != "cron:cronInProgress":  # not due yet: claim it anyway
+        pending.update(due=timezone.now())
+        claimed = claim_next("w", None, timedelta(seconds=60))
+    assert claimed is not None and claimed.tag == "cron:cronInProgress"
+    ensure_cron_jobs()
+    assert pending.count() == 1  # the running one; it schedules the next when it finishes

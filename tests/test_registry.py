@@ -193,3 +193,8 @@ def test_autodiscovery_runs_when_django_starts() -> None:
     loaded, names = result.stdout.strip().splitlines()[-1].split(" ")
     assert loaded == "True"
     assert set(names.split(",")) >= DEMO_TYPES
+
+
+def test_a_zero_timeout_is_refused(job_registry: JobRegistry) -> None:
+    with pytest.raises(InvalidOption, match="timeout=0"):
+        job("zeroTimeout", timeout=0)

@@ -105,6 +105,17 @@ def test_a_killed_child_job_is_retried_by_its_policy(start_runworkers: StartRunw
     assert retry.attempt == 2
 
 
+def test_a_job_that_exits_the_worker_cleanly_is_failed_at_once(
+    start_runworkers: StartRunworkers,
+) -> None:
+    job = submit_job(tag="quitter", type="demo.record", data={"exit": 0})
+    start_runworkers("--workers", "1", env=FAST_POLL)
+    wait_until(lambda: status_of(job) == Status.FAILED, timeout=10, what="the job to fail")
+    assert "exited (code 0)" in error_of(job)
+    follow_up = submit_job(tag="after-quit", type="demo.add", data={"a": 1, "b": 2})
+    wait_until(lambda: status_of(follow_up) == Status.SUCCEEDED, what="a new worker to serve")
+
+
 def test_a_job_over_its_timeout_is_ended_and_failed(start_runworkers: StartRunworkers) -> None:
     job = submit_job(tag="slow", type="demo.record", data={"seconds": 60}, timeout=1)
     runner = start_runworkers("--workers", "1", env=FAST_POLL)

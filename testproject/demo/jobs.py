@@ -5,6 +5,7 @@ The job context's type arrives with the worker; until then ``ctx`` is typed loos
 """
 
 import asyncio
+import sys
 import time
 from typing import Any
 
@@ -44,9 +45,12 @@ async def async_sleep(ctx: Any) -> dict[str, float]:
 
 @job("demo.record")
 def record(ctx: Any) -> dict[str, int]:
-    """Record this run, then sleep ``seconds`` (default 0)."""
+    """Record this run, then sleep ``seconds`` (default 0); with ``exit``, end the process
+    with that code instead of returning (as a misbehaving job might)."""
     execution = Execution.objects.create(job_id=ctx.job.pk, worker=ctx.job.worker)
     time.sleep(float(ctx.data.get("seconds", 0)))
+    if "exit" in ctx.data:
+        sys.exit(ctx.data["exit"])
     return {"execution": execution.pk}
 
 
