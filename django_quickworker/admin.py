@@ -5,23 +5,24 @@ form calls ``submit_job``; the actions (run now, retry, cancel) use the queryset
 ``resubmit`` and ``cancel_requested`` — so the admin can never put a row in a state the
 workers do not expect. Nothing here counts, sorts or SELECT DISTINCTs a whole table of a
 million rows on a page view: filters offer fixed choices, counts stop early
-(``status.count_rows``) and the date hierarchy reads one MIN/MAX.
+(``status.count_rows``) and the date hierarchy reads one MIN per period it offers; each
+of these queries is served by one of WorkerJob's indexes (status, due, tag, type, queue).
 """
 
-import calendar
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.admin.widgets import AdminSplitDateTime
 from django.core.paginator import Paginator
 from django.db import router, transaction
-from django.db.models import Count, Max, Min, Q, QuerySet
+from django.db.models import Count, Min, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils import formats, timezone
@@ -42,9 +43,9 @@ from django_quickworker.exceptions import (
 )
 from django_quickworker.models import Status, WorkerJob, WorkerJobQuerySet, WorkerProcess
 from django_quickworker.registry import registry
-from django_quickworker.schedule import next_cron_due
+from django_quickworker.schedule import next_cron_due, validate_cron
 from django_quickworker.status import RowCount, count_rows, format_duration, summarize
-from django_quickworker.submit import _wake_workers, build_job, resubmit, submit_job
+from django_quickworker.submit import build_job, resubmit, submit_job, wake_workers
 
 CANCELLED_BY_OPERATOR = "Cancelled by an operator."
 RETRY_LIMIT = 1000  # jobs one "retry" action resubmits; each is a row written
@@ -70,14 +71,16 @@ class TypeFilter(admin.SimpleListFilter):
 
 
 class QueueFilter(admin.SimpleListFilter):
-    """The queues the registered job types use, and "default"."""
+    """The queues of the registered job types, those runworkers serve, and "default"."""
 
     title = _("queue")
     parameter_name = "queue"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        queues = sorted({"default"} | {job_type.queue for job_type in registry})
-        return [(queue, queue) for queue in queues]
+        served = WorkerProcess.objects.exclude(queues="").values_list("queues", flat=True)
+        queues = {"default"} | {job_type.queue for job_type in registry}
+        queues.update(queue for names in served for queue in names.split(","))
+        return [(queue, queue) for queue in sorted(queues)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         return queryset.filter(queue=self.value()) if self.value() else queryset
@@ -128,80 +131,105 @@ class BoundedPaginator(Paginator):
 
 
 class WorkerJobChangeList(ChangeList):
+    def get_ordering_field(self, field_name: Any) -> Any:
+        """Sort only by the columns an index serves, even when the URL asks for another."""
+        if self.sortable_by is not None and field_name not in self.sortable_by:
+            return None
+        return super().get_ordering_field(field_name)
+
     @cached_property
     def date_drilldown(self) -> dict[str, Any]:
-        """Django's date hierarchy, from one MIN/MAX query instead of a SELECT DISTINCT
-        over every matching row: a link for each year, month or day between the first and
-        the last due time."""
-        name = self.date_hierarchy
-        year, month, day = (self.params.get(f"{name}__{part}") for part in ("year", "month", "day"))
+        """Django's date hierarchy without its SELECT DISTINCT over every matching row.
 
-        def link(filters: dict[str, Any]) -> str:
+        The years, months or days offered are found by a loose index scan: one MIN(due)
+        per period that holds a job, each answered at once by an index on ``due``. They
+        hold jobs, though with other filters on, maybe none that match.
+        """
+        name = self.date_hierarchy
+        chosen = [self.params.get(f"{name}__{part}") for part in ("year", "month", "day")]
+        year, month, day = (int(value) if value else None for value in chosen)
+
+        def link(**parts: int) -> str:
+            filters = {f"{name}__{part}": value for part, value in parts.items()}
             return str(self.get_query_string(filters, [f"{name}__"]))
 
         if year and month and day:
-            chosen = date(int(year), int(month), int(day))
-            back = {"link": link({f"{name}__year": year, f"{name}__month": month})}
-            back["title"] = capfirst(formats.date_format(chosen, "YEAR_MONTH_FORMAT"))
-            title = capfirst(formats.date_format(chosen, "MONTH_DAY_FORMAT"))
+            moment = date(year, month, day)
+            back = {
+                "link": link(year=year, month=month),
+                "title": capfirst(formats.date_format(moment, "YEAR_MONTH_FORMAT")),
+            }
+            title = capfirst(formats.date_format(moment, "MONTH_DAY_FORMAT"))
             return {"show": True, "back": back, "choices": [{"title": title}]}
-        bounds = self.queryset.aggregate(first=Min(name), last=Max(name))
-        if bounds["first"] is None:
-            return {"show": bool(year), "back": self._back(link, year, month), "choices": []}
-        first, last = (timezone.localtime(bounds[end]) for end in ("first", "last"))
-        if not year and first.year == last.year:
-            year = str(first.year)
-            month = month or (str(first.month) if first.month == last.month else None)
-        choices = self._choices(link, first, last, year, month)
-        return {"show": True, "back": self._back(link, year, month), "choices": choices}
-
-    def _back(
-        self, link: Callable[[dict[str, Any]], str], year: str | None, month: str | None
-    ) -> dict[str, str] | None:
-        name = self.date_hierarchy
-        if year and month:
-            return {"link": link({f"{name}__year": year}), "title": year}
-        if year:
-            return {"link": link({}), "title": str(_("All dates"))}
-        return None
-
-    def _choices(
-        self,
-        link: Callable[[dict[str, Any]], str],
-        first: datetime,
-        last: datetime,
-        year: str | None,
-        month: str | None,
-    ) -> list[dict[str, str]]:
-        name = self.date_hierarchy
-        if year and month:
-            y, m = int(year), int(month)
-            days = range(first.day, last.day + 1) if (first.year, first.month) == (y, m) else []
-            if (last.year, last.month) != (y, m):
-                days = range(days.start if days else 1, calendar.monthrange(y, m)[1] + 1)
-            params = {f"{name}__year": year, f"{name}__month": month}
-            return [
-                {
-                    "link": link({**params, f"{name}__day": day}),
-                    "title": capfirst(formats.date_format(date(y, m, day), "MONTH_DAY_FORMAT")),
-                }
-                for day in days
-            ]
-        if year:
-            y = int(year)
-            start = first.month if first.year == y else 1
-            end = last.month if last.year == y else 12
-            return [
-                {
-                    "link": link({f"{name}__year": year, f"{name}__month": m}),
-                    "title": capfirst(formats.date_format(date(y, m, 1), "YEAR_MONTH_FORMAT")),
-                }
-                for m in range(start, end + 1)
-            ]
-        return [
-            {"link": link({f"{name}__year": y}), "title": str(y)}
-            for y in range(first.year, last.year + 1)
+        drill = year is None  # like Django, step down by itself while one choice is left
+        if year is None:
+            years = self._periods("year")
+            if len(years) != 1:
+                choices = [{"link": link(year=y.year), "title": str(y.year)} for y in years]
+                return {"show": True, "back": None, "choices": choices}
+            year = years[0].year
+        if month is None:
+            months = self._periods("month", date(year, 1, 1), date(year + 1, 1, 1))
+            if len(months) != 1 or not drill:
+                back = {"link": link(), "title": str(_("All dates"))}
+                choices = [
+                    {
+                        "link": link(year=year, month=m.month),
+                        "title": capfirst(formats.date_format(m, "YEAR_MONTH_FORMAT")),
+                    }
+                    for m in months
+                ]
+                return {"show": True, "back": back, "choices": choices}
+            month = months[0].month
+        end = date(year + month // 12, month % 12 + 1, 1)
+        days = self._periods("day", date(year, month, 1), end)
+        choices = [
+            {
+                "link": link(year=year, month=month, day=d.day),
+                "title": capfirst(formats.date_format(d, "MONTH_DAY_FORMAT")),
+            }
+            for d in days
         ]
+        return {
+            "show": True,
+            "back": {"link": link(year=year), "title": str(year)},
+            "choices": choices,
+        }
+
+    def _periods(self, unit: str, start: date | None = None, end: date | None = None) -> list[date]:
+        """The first day of each year, month or day from ``start`` to ``end`` holding a job."""
+        found: list[date] = []
+        jobs = self.root_queryset.order_by()
+        if end is not None:
+            jobs = jobs.filter(**{f"{self.date_hierarchy}__lt": _local_midnight(end)})
+        while len(found) < MAX_PERIODS:
+            rows = jobs
+            if start is not None:
+                rows = rows.filter(**{f"{self.date_hierarchy}__gte": _local_midnight(start)})
+            first = rows.aggregate(first=Min(self.date_hierarchy))["first"]
+            if first is None:
+                break
+            day = (timezone.localtime(first) if timezone.is_aware(first) else first).date()
+            period = {"year": day.replace(month=1, day=1), "month": day.replace(day=1)}
+            found.append(period.get(unit, day))
+            start = _following(found[-1], unit)
+        return found
+
+
+MAX_PERIODS = 40  # years, months or days one level of the date hierarchy offers
+
+
+def _local_midnight(day: date) -> datetime:
+    midnight = datetime(day.year, day.month, day.day)
+    return timezone.make_aware(midnight) if settings.USE_TZ else midnight
+
+
+def _following(period: date, unit: str) -> date:
+    if unit == "year":
+        return date(period.year + 1, 1, 1)
+    if unit == "month":
+        return date(period.year + period.month // 12, period.month % 12 + 1, 1)
+    return period + timedelta(days=1)
 
 
 # --- Showing a job ------------------------------------------------------------------------
@@ -224,6 +252,20 @@ def pretty_json(value: Any) -> SafeString:
     return format_html('<pre class="qw-pre">{}</pre>', text)
 
 
+def moment(when: datetime | None) -> SafeString:
+    """A compact local time for the list ("Nov 27, 20:12:05"), the full one on hover."""
+    if when is None:
+        return format_html("{}", "-")
+    local = timezone.localtime(when) if timezone.is_aware(when) else when
+    pattern = "M j, H:i:s" if local.year == timezone.localdate().year else "M j Y, H:i"
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        when.isoformat(),
+        formats.date_format(local, "DATETIME_FORMAT"),
+        formats.date_format(local, pattern),
+    )
+
+
 def job_link(job: WorkerJob, current: WorkerJob | None = None) -> SafeString:
     label = format_html("#{} {} {}", job.pk, status_badge(job.status), _when(job))
     if current is not None and job.pk == current.pk:
@@ -235,7 +277,8 @@ def job_link(job: WorkerJob, current: WorkerJob | None = None) -> SafeString:
 def _when(job: WorkerJob) -> str:
     """When a run finished, started or is due, whichever it has got to."""
     when = job.finished or job.started or job.due
-    return formats.date_format(timezone.localtime(when), "DATETIME_FORMAT")
+    local = timezone.localtime(when) if timezone.is_aware(when) else when
+    return formats.date_format(local, "DATETIME_FORMAT")
 
 
 def duration_of(job: WorkerJob, now: datetime | None = None) -> timedelta | None:
@@ -294,60 +337,63 @@ def summary_context() -> dict[str, Any]:
     }
 
 
+ALIVE = _("runworkers %(name)s alive, last heartbeat %(age)s ago")
+SILENT = _("runworkers %(name)s silent, last heartbeat %(age)s ago")
+
+
 # --- Adding a job: a form over submit_job -------------------------------------------------
 
 
 class SubmitJobForm(forms.ModelForm):
     """Submit a job through ``submit_job``, so every rule that applies in code applies here."""
 
-    type = forms.ChoiceField(label=_("type"), choices=())
+    type = forms.ChoiceField(label=_("Type"), choices=())
     tag = forms.CharField(
-        label=_("tag"),
+        label=_("Tag"),
         max_length=255,
         help_text=_("Scheduled jobs with the same tag are replaced, unless you allow both."),
     )
-    data = forms.CharField(
-        label=_("data"),
+    data = forms.CharField(  # type: ignore[assignment]  # a field, though BaseForm.data is the input
+        label=_("Data"),
         required=False,
         initial="{}",
         widget=forms.Textarea(attrs={"rows": 8, "class": "vLargeTextField qw-code"}),
         help_text=_('JSON, e.g. {"email": "a@example.com"}; empty means {}.'),
     )
     due = forms.SplitDateTimeField(
-        label=_("due"),
+        label=_("Due"),
         required=False,
         widget=AdminSplitDateTime,
         help_text=_("Leave due and delay empty to run it now (or at the next cron tick)."),
     )
     delay = forms.FloatField(
-        label=_("delay"), required=False, min_value=0, help_text=_("Seconds from now.")
+        label=_("Delay"), required=False, min_value=0, help_text=_("Seconds from now.")
     )
     cron = forms.CharField(
-        label=_("cron schedule"),
+        label=_("Cron schedule"),
         required=False,
         max_length=100,
         help_text=_(
-            "Repeat on this schedule: 5 fields, 6 with seconds first, or @hourly; "
-            "in the %(zone)s time zone."
-        )
-        % {"zone": "QUICKWORKER['CRON_TIME_ZONE']"},
+            "Repeat on this schedule: 5 fields, 6 with seconds first, or @hourly; read in "
+            "QUICKWORKER['CRON_TIME_ZONE'] (default: TIME_ZONE)."
+        ),
     )
     queue = forms.CharField(
-        label=_("queue"), required=False, max_length=100, help_text=_("Empty: the type's queue.")
+        label=_("Queue"), required=False, max_length=100, help_text=_("Empty: the type's queue.")
     )
     priority = forms.IntegerField(
-        label=_("priority"),
+        label=_("Priority"),
         required=False,
         help_text=_("Higher runs first. Empty: the type's priority."),
     )
     max_attempts = forms.IntegerField(
-        label=_("max attempts"),
+        label=_("Max attempts"),
         required=False,
         min_value=1,
         help_text=_("More than 1 retries failed runs. Empty: the type's setting."),
     )
     on_duplicate_tag = forms.ChoiceField(
-        label=_("if the tag is taken"),
+        label=_("If the tag is taken"),
         choices=[
             ("replace", _("Cancel the scheduled jobs with this tag")),
             ("allow", _("Keep them too")),
@@ -376,6 +422,13 @@ class SubmitJobForm(forms.ModelForm):
                 params={"error": error.msg, "line": error.lineno, "column": error.colno},
                 code="invalid_json",
             ) from None
+
+    def clean_cron(self) -> str:
+        cron = self.cleaned_data["cron"].strip()
+        try:
+            return validate_cron(cron) if cron else ""
+        except InvalidCronSchedule as error:
+            raise forms.ValidationError(str(error), code="invalid_cron") from None
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -435,9 +488,9 @@ class WorkerJobAdmin(admin.ModelAdmin):
         "short_tag",
         "user",
         "status_display",
-        "due",
-        "started",
-        "finished",
+        "due_at",
+        "started_at",
+        "finished_at",
         "duration",
         "attempts",
         "queue",
@@ -452,11 +505,9 @@ class WorkerJobAdmin(admin.ModelAdmin):
         FailedRecentlyFilter,
     ]
     search_fields = ["=id", "=type", "^tag"]
-    search_help_text = _(
-        "An id, a job type's exact name, or the beginning of a tag (case-sensitive)."
-    )
+    search_help_text = _("An id, a job type's exact name, or the beginning of a tag.")
     date_hierarchy = "due"
-    sortable_by = ["id", "due"]
+    sortable_by = ["id", "due_at"]
     list_select_related = ["user"]
     list_per_page = 100
     paginator = BoundedPaginator
@@ -537,6 +588,19 @@ class WorkerJobAdmin(admin.ModelAdmin):
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         """A submitted job has no related objects to save."""
 
+    def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
+        """Newest first; by due time within a date of the hierarchy, which the due index
+        serves (ids and due times need not follow each other)."""
+        drilled = any(key.startswith("due__") for key in request.GET)
+        return ("-due", "-id") if drilled else ("-id",)
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # A submitted job's page is read-only: there is nothing to go on editing.
+        context = {"show_save_and_continue": False, **(extra_context or {})}
+        return super().add_view(request, form_url, context)
+
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
     ) -> tuple[QuerySet[Any], bool]:
@@ -572,9 +636,11 @@ class WorkerJobAdmin(admin.ModelAdmin):
         context = {"job_actions": self._job_actions(request, object_id), **(extra_context or {})}
         return super().change_view(request, object_id, form_url, context)
 
-    def response_action(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+    def response_action(
+        self, request: HttpRequest, queryset: QuerySet[Any], *args: Any, **kwargs: Any
+    ) -> HttpResponse | None:
         """Run an action; from a job's page, go back to that page rather than the list."""
-        response = super().response_action(request, queryset)
+        response = super().response_action(request, queryset, *args, **kwargs)
         job_id = request.POST.get("_job_page", "")
         if isinstance(response, HttpResponseRedirect) and job_id.isdigit():
             return HttpResponseRedirect(
@@ -594,11 +660,8 @@ class WorkerJobAdmin(admin.ModelAdmin):
             "cancel": job.status == Status.SCHEDULED
             or (job.status == Status.RUNNING and job.cancel_requested is None),
         }
-        return [
-            (name, str(allowed[name][2]))
-            for name, applies in applicable.items()
-            if applies and name in allowed
-        ]
+        offered = [(name, allowed.get(name)) for name, applies in applicable.items() if applies]
+        return [(name, str(action[2])) for name, action in offered if action is not None]
 
     # Columns and fields
 
@@ -613,6 +676,18 @@ class WorkerJobAdmin(admin.ModelAdmin):
             return format_html('{} <span class="qw-muted">{}</span>', badge, _("stopping"))
         return badge
 
+    @admin.display(description=_("due"), ordering="due")
+    def due_at(self, job: WorkerJob) -> SafeString:
+        return moment(job.due)
+
+    @admin.display(description=_("started"))
+    def started_at(self, job: WorkerJob) -> SafeString:
+        return moment(job.started)
+
+    @admin.display(description=_("finished"))
+    def finished_at(self, job: WorkerJob) -> SafeString:
+        return moment(job.finished)
+
     @admin.display(description=_("duration"))
     def duration(self, job: WorkerJob) -> str:
         elapsed = duration_of(job)
@@ -620,6 +695,9 @@ class WorkerJobAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("attempt"))
     def attempts(self, job: WorkerJob) -> str:
+        """The run's number, out of the runs its retry policy allows."""
+        if not job.auto_reschedule_on_failure:
+            return str(job.attempt)
         return f"{job.attempt}/{job.max_attempts}"
 
     @admin.display(description=_("progress"))
@@ -674,18 +752,17 @@ class WorkerJobAdmin(admin.ModelAdmin):
     def worker_display(self, job: WorkerJob) -> SafeString | str:
         if not job.worker:
             return ""
-        name = job.worker.rsplit(":", 1)[0]  # host:pid:slot -> the runworkers parent host:pid
-        process = WorkerProcess.objects.filter(name=name).first()
-        if process is None:
-            note = _("its runworkers process has stopped")
-        else:
-            age = format_duration(timezone.now() - process.heartbeat)
-            alive = WorkerProcess.objects.alive().filter(pk=process.pk).exists()
-            note = (
-                _("runworkers alive, last heartbeat %(age)s ago")
-                if alive
-                else _("runworkers silent, last heartbeat %(age)s ago")
-            ) % {"age": age}
+        # Workers are named host:pid:slot after their own pid, not their parent's: show
+        # the runworkers processes of that host.
+        host = job.worker.split(":", 1)[0]
+        now = timezone.now()
+        processes = WorkerProcess.objects.filter(name__startswith=f"{host}:").order_by("name")
+        notes = [
+            str(ALIVE if now - process.heartbeat <= conf.lease else SILENT)
+            % {"name": process.name, "age": format_duration(now - process.heartbeat)}
+            for process in processes[:5]
+        ]
+        note = "; ".join(notes) or str(_("no runworkers on %(host)s now")) % {"host": host}
         return format_html('<code>{}</code> <span class="qw-muted">({})</span>', job.worker, note)
 
     @admin.display(description=_("next runs"))
@@ -693,9 +770,12 @@ class WorkerJobAdmin(admin.ModelAdmin):
         if not job.cron_schedule:
             return ""
         zone = conf.cron_time_zone
+        try:
+            upcoming = next_runs(job.cron_schedule)
+        except (ValueError, KeyError) as error:  # a schedule written by an older version
+            return format_html('<span class="qw-alert">{}</span>', str(error))
         runs = (
-            (formats.date_format(timezone.localtime(run), "DATETIME_FORMAT"),)
-            for run in next_runs(job.cron_schedule)
+            (formats.date_format(timezone.localtime(run), "DATETIME_FORMAT"),) for run in upcoming
         )
         items = format_html_join("", "<li>{}</li>", runs)
         return format_html(
@@ -715,7 +795,7 @@ class WorkerJobAdmin(admin.ModelAdmin):
             moved = queryset.scheduled().filter(due__gt=now)
             queues = set(moved.values_list("queue", flat=True).distinct())
             changed = moved.update(due=now, updated_at=now)
-            _wake_workers(queues, router.db_for_write(WorkerJob))
+            wake_workers(queues, router.db_for_write(WorkerJob))
         skipped = [
             (already_due, _("was already due"), _("were already due")),
             *_not_in(
@@ -731,16 +811,17 @@ class WorkerJobAdmin(admin.ModelAdmin):
     def retry(self, request: HttpRequest, queryset: WorkerJobQuerySet) -> None:
         statuses = _statuses(queryset)
         retryable = queryset.filter(status__in=[Status.FAILED, Status.CANCELLED]).order_by("pk")
-        candidates = list(retryable[: RETRY_LIMIT + 1])
-        over_limit = max(len(candidates) - RETRY_LIMIT, 0)
-        candidates = candidates[:RETRY_LIMIT]
+        candidates = list(retryable[:RETRY_LIMIT])
+        over_limit = statuses[Status.FAILED] + statuses[Status.CANCELLED] - len(candidates)
         pending = set(
             WorkerJob.objects.filter(
                 rescheduled_from__in=[job.pk for job in candidates],
                 status__in=[Status.SCHEDULED, Status.RUNNING],
             ).values_list("rescheduled_from", flat=True)
         )
-        unregistered = [job for job in candidates if job.type not in registry]
+        unregistered = [
+            job for job in candidates if job.pk not in pending and job.type not in registry
+        ]
         now = timezone.now()
         retried = []
         with transaction.atomic(using=router.db_for_write(WorkerJob)):

@@ -214,13 +214,16 @@ def end_jobs_of(worker: str, reason: str) -> int:
     operator asked for it, otherwise failed (and maybe retried) with ``reason``."""
     jobs = list(WorkerJob.objects.running().filter(worker=worker))
     for job in jobs:
-        if job.cancel_requested:
-            outcome = Outcome(False, {"error": CANCELLED_WHILE_RUNNING}, cancelled=True)
-        else:
-            outcome = Outcome.failure(reason)
         logger.warning("job ended id=%s type=%s worker=%s: %s", job.pk, job.type, worker, reason)
-        finish_job(job, outcome)
+        finish_job(job, _ended(job, reason))
     return len(jobs)
+
+
+def _ended(job: WorkerJob, reason: str) -> Outcome:
+    """How a run that its worker did not finish ended: cancelled, if an operator asked."""
+    if job.cancel_requested:
+        return Outcome(False, {"error": CANCELLED_WHILE_RUNNING}, cancelled=True)
+    return Outcome.failure(reason)
 
 
 def workers_asked_to_cancel(workers: list[str]) -> list[str]:
@@ -240,8 +243,8 @@ def rescue_expired_jobs() -> int:
     rescued = 0
     for job in WorkerJob.objects.running().filter(lease_expires__lt=now):
         reason = f"Worker {job.worker} stopped renewing its lease; its host is presumed dead."
-        finish_job(job, Outcome.failure(reason), lease_expired_before=now)
-        if job.status == Status.FAILED:  # recorded: the fence and the lease check held
+        finish_job(job, _ended(job, reason), lease_expired_before=now)
+        if job.status != Status.RUNNING:  # recorded: the fence and the lease check held
             logger.warning("job rescued id=%s type=%s: %s", job.pk, job.type, reason)
             rescued += 1
     return rescued

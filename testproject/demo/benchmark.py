@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from django.db import connection
+from django.db import connection, models
 from django.db.models import Max, Min
 from django.utils import timezone
 
@@ -158,8 +158,8 @@ def add_finished_rows(count: int) -> None:
         "'old', '', false, %s, 'fixed', true, %s, %s"
     )
     moment = connection.ops.adapt_datetimefield_value(now)
-    no_delay = WorkerJob._meta.get_field("auto_reschedule_on_failure_delay")
-    params = [moment, moment, moment, no_delay.get_db_prep_value(timedelta(0), connection)]
+    no_delay = models.DurationField().get_db_prep_value(timedelta(0), connection)
+    params = [moment, moment, moment, no_delay]
     params += [moment, moment]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
