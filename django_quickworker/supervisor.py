@@ -111,13 +111,13 @@ class Supervisor:
         self.loop = asyncio.get_running_loop()
         self.done = asyncio.Event()
         self.exits_in_progress = 0
+        self.exit_tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
         self.db = ThreadPoolExecutor(1, thread_name_prefix="quickworker-db")
         self.relay = Relay()
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.on_signal, signum)
         await self.in_db(ensure_cron_jobs)
         await self.in_db(processes.register, self.workers, self.queues)
-        connections.close_all()
         if not self.stopping:  # a signal may have come during the cron check
             for slot in range(self.workers):
                 self.start(slot)
@@ -186,12 +186,15 @@ class Supervisor:
 
     def on_exit(self, child: Child) -> None:
         self.loop.remove_reader(child.process.sentinel)
+        self.on_message(child)  # what it said last (a final progress report, a message)
         self.loop.remove_reader(child.pipe.fileno())
         child.process.join()
         child.pipe.close()
         del self.children[child.slot]
         self.exits_in_progress += 1
-        self.loop.create_task(self.after_exit(child))
+        task = self.loop.create_task(self.after_exit(child))
+        self.exit_tasks.add(task)
+        task.add_done_callback(self.exit_tasks.discard)
 
     async def after_exit(self, child: Child) -> None:
         try:

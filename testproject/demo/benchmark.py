@@ -182,21 +182,27 @@ def add_finished_rows(count: int) -> None:
 def memory(count: int, workers: int, checkpoints: tuple[int, ...]) -> dict[str, Any]:
     """RSS of the parent and children while ``count`` jobs run; children's RSS at checkpoints."""
     submit_noops(count, "memory")
-    rows = WorkerJob.objects.filter(tag__startswith=f"{TAG}memory:")
-    process = runworkers("--burst", "--workers", str(workers))
+    succeeded = WorkerJob.objects.filter(tag__startswith=f"{TAG}memory:", status="succeeded")
+    process = runworkers("--workers", str(workers))
     parent = psutil.Process(process.pid)
     peaks = {"parent": 0, "child": 0}
     at: dict[int, list[int]] = {}
     pending = list(checkpoints)
-    while process.poll() is None:
-        children = worker_children(parent)
-        with _gone():
-            peaks["parent"] = max(peaks["parent"], parent.memory_info().rss)
-            rss = [child.memory_info().rss for child in children]
-            peaks["child"] = max([peaks["child"], *rss])
-            if pending and rows.succeeded().count() >= pending[0]:
-                at[pending.pop(0)] = rss
-        time.sleep(0.2)
+    deadline = time.monotonic() + 1800
+    try:
+        while pending and time.monotonic() < deadline:
+            with _gone():
+                rss = [child.memory_info().rss for child in worker_children(parent)]
+                peaks["parent"] = max(peaks["parent"], parent.memory_info().rss)
+                peaks["child"] = max([peaks["child"], *rss])
+                if succeeded.count() >= pending[0]:
+                    at[pending.pop(0)] = rss
+            time.sleep(0.5)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+    if pending:
+        raise RuntimeError(f"memory: gave up before {pending[0]} jobs had run")
     return {
         "peak_parent_mb": peaks["parent"] / 2**20,
         "peak_child_mb": peaks["child"] / 2**20,
