@@ -134,6 +134,13 @@ def enqueue_single(count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
+def enqueue_ceiling(count: int) -> float:
+    """Single-row INSERTs with a commit each, in plain SQL: the floor under ``submit_job``."""
+    return ceiling_worker.insert_one_by_one(
+        connection.vendor, dict(connection.settings_dict), count
+    )
+
+
 def enqueue_bulk(count: int) -> float:
     started = time.perf_counter()
     submit_jobs(

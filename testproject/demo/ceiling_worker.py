@@ -1,5 +1,5 @@
-"""The raw SQL ceiling, run in spawned processes: no Django, just the two statements per
-job that any database queue needs (claim, finish), with nothing else around them."""
+"""The raw SQL ceilings: no Django, just the statements any database queue needs — claim and
+finish for running jobs (in spawned processes), one INSERT and its commit for enqueueing."""
 
 import sqlite3
 import time
@@ -19,21 +19,7 @@ def run(vendor: str, settings_dict: dict[str, Any], name: str, start_at: float) 
         f"UPDATE {table} SET status = 'succeeded', finished = {{now}}, success = true, "
         f"result = 'null' WHERE id = {{p}}"
     )
-    if vendor == "postgresql":
-        import psycopg
-
-        parts = {"now": "now()", "p": "%s", "lock": "FOR UPDATE SKIP LOCKED"}
-        db: Any = psycopg.connect(
-            dbname=settings_dict["NAME"],
-            user=settings_dict["USER"],
-            password=settings_dict["PASSWORD"] or None,
-            host=settings_dict["HOST"],
-            port=settings_dict["PORT"] or 5432,
-            autocommit=True,
-        )
-    else:
-        parts = {"now": "strftime('%Y-%m-%d %H:%M:%f', 'now')", "p": "?", "lock": ""}
-        db = sqlite3.connect(settings_dict["NAME"], timeout=20, isolation_level=None)
+    db, parts = connect(vendor, settings_dict)
     claim_sql, finish_sql = claim.format(**parts), finish.format(**parts)
     time.sleep(max(0.0, start_at - time.time()) + 0.01)
     while True:
@@ -41,3 +27,39 @@ def run(vendor: str, settings_dict: dict[str, Any], name: str, start_at: float) 
         if row is None:
             return
         db.execute(finish_sql, (row[0],))
+
+
+def insert_one_by_one(vendor: str, settings_dict: dict[str, Any], count: int) -> float:
+    """Enqueue ``count`` jobs as single-row INSERTs, each its own transaction; return jobs/s."""
+    db, parts = connect(vendor, settings_dict)
+    insert = (
+        "INSERT INTO quickworker_workerjob (tag, type, data, queue, priority, status, due, "
+        "error_traceback, attempt, max_attempts, worker, cron_schedule, "
+        "auto_reschedule_on_failure, auto_reschedule_on_failure_delay, retry_backoff, "
+        "persistent, created_at, updated_at) VALUES ({p}, 'demo.noop', '{{}}', 'default', 0, "
+        "'scheduled', {now}, '', 0, 1, '', '', false, {zero}, 'fixed', false, {now}, {now})"
+    ).format(**parts)
+    started = time.perf_counter()
+    for i in range(count):
+        db.execute(insert, (f"bench:raw-insert:{i}",))
+    return count / (time.perf_counter() - started)
+
+
+def connect(vendor: str, settings_dict: dict[str, Any]) -> tuple[Any, dict[str, str]]:
+    """An autocommit connection, and the SQL spellings that differ by database."""
+    if vendor == "postgresql":
+        import psycopg
+
+        parts = {"now": "now()", "p": "%s", "lock": "FOR UPDATE SKIP LOCKED", "zero": "'0'"}
+        db = psycopg.connect(
+            dbname=settings_dict["NAME"],
+            user=settings_dict["USER"],
+            password=settings_dict["PASSWORD"] or None,
+            host=settings_dict["HOST"],
+            port=settings_dict["PORT"] or 5432,
+            autocommit=True,
+        )
+        return db, parts
+    now = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+    parts = {"now": now, "p": "?", "lock": "", "zero": "0"}
+    return sqlite3.connect(settings_dict["NAME"], timeout=20, isolation_level=None), parts
