@@ -87,13 +87,16 @@ def submit_jobs(
         )
     alias = router.db_for_write(WorkerJob)
     _check_users_exist(jobs, alias)
+    if on_duplicate_tag == "allow":
+        # Nothing to read first, so no transaction of our own: one INSERT (committed at
+        # once in autocommit mode, with the caller's transaction otherwise), then the wake-up.
+        return insert(jobs, alias)
     with transaction.atomic(using=alias, savepoint=False):
-        if on_duplicate_tag == "allow":
-            return insert(jobs, alias)
         lock_tags(tags, alias)
         scheduled = WorkerJob.objects.using(alias).scheduled().filter(tag__in=tags)
         if on_duplicate_tag == "replace":
-            scheduled.cancel(CANCELLED_BY_NEW_JOB)
+            if scheduled.exists():  # usually not: a cheap look spares the costly UPDATE
+                scheduled.cancel(CANCELLED_BY_NEW_JOB)
             return insert(jobs, alias)
         existing = {job.tag: job for job in scheduled}
         insert([job for job in jobs if job.tag not in existing], alias)
@@ -260,7 +263,10 @@ def lock_tags(tags: list[str], alias: str) -> None:
 
 def insert(jobs: list[WorkerJob], alias: str) -> list[WorkerJob]:
     """Write ``jobs`` with one INSERT and wake the workers of their queues on commit."""
-    WorkerJob.objects.using(alias).bulk_create(jobs)
+    if len(jobs) == 1:
+        jobs[0].save(using=alias, force_insert=True)  # bulk_create costs more for one row
+    else:
+        WorkerJob.objects.using(alias).bulk_create(jobs)
     wake_workers({job.queue for job in jobs}, alias)
     return jobs
 

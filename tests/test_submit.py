@@ -594,8 +594,8 @@ def test_a_bulk_submission_wakes_each_queue_once(listener: psycopg.Connection[An
 # --- bulk -----------------------------------------------------------------------------------
 
 # Queries of a bulk "replace" besides the INSERT: the user check, the tag lock (PostgreSQL),
-# the UPDATE that cancels duplicates, and the wake-up NOTIFY (PostgreSQL).
-BULK_QUERIES = {"postgresql": 5, "sqlite": 3}
+# the look for duplicates and the UPDATE that cancels them, and the wake-up NOTIFY (PostgreSQL).
+BULK_QUERIES = {"postgresql": 6, "sqlite": 4}
 
 
 def test_submit_jobs_writes_many_jobs_with_one_insert(user: AbstractBaseUser) -> None:

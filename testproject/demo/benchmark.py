@@ -127,10 +127,12 @@ def latency(jobs: int, interval: float, workers: int) -> dict[str, float]:
     }
 
 
-def enqueue_single(count: int) -> float:
+def enqueue_single(count: int, on_duplicate_tag: str) -> float:
+    """``count`` submit_job calls, each its own transaction (autocommit), with unique tags."""
     started = time.perf_counter()
     for i in range(count):
-        submit_job(tag=f"{TAG}single:{i}", type="demo.noop", on_duplicate_tag="allow")
+        tag = f"{TAG}single-{on_duplicate_tag}:{i}"
+        submit_job(tag=tag, type="demo.noop", on_duplicate_tag=on_duplicate_tag)
     return count / (time.perf_counter() - started)
 
 

@@ -54,7 +54,8 @@ class Command(BaseCommand):
             if "enqueue" in sections:
                 results["enqueue_ceiling_jobs_per_s"] = benchmark.enqueue_ceiling(2000)
                 benchmark.clear()
-                results["enqueue_single_jobs_per_s"] = benchmark.enqueue_single(2000)
+                results["enqueue_single_jobs_per_s"] = benchmark.enqueue_single(2000, "allow")
+                results["enqueue_replace_jobs_per_s"] = benchmark.enqueue_single(2000, "replace")
                 results["enqueue_bulk_jobs_per_s"] = benchmark.enqueue_bulk(20_000)
                 benchmark.clear()
             if "scale" in sections:
@@ -97,6 +98,8 @@ def report(results: dict[str, Any]) -> str:
         lines += [
             f"enqueue single   {results['enqueue_single_jobs_per_s']:9.0f} jobs/s"
             f"  (plain INSERT + COMMIT: {results['enqueue_ceiling_jobs_per_s']:.0f} jobs/s)",
+            f"  with replace   {results['enqueue_replace_jobs_per_s']:9.0f} jobs/s"
+            "  (the default on_duplicate_tag: tag lock and look for duplicates too)",
             f"enqueue bulk     {results['enqueue_bulk_jobs_per_s']:9.0f} jobs/s",
         ]
     if "scaled_jobs_per_s" in results:
