@@ -22,6 +22,7 @@ from django.utils import timezone
 from demo import ceiling_worker
 from django_quickworker import submit_job, submit_jobs
 from django_quickworker.models import WorkerJob, WorkerProcess
+from django_quickworker.submit import OnDuplicateTag
 
 MANAGE = Path(__file__).resolve().parent.parent / "manage.py"
 TAG = "bench:"  # every row the benchmark writes carries this tag prefix
@@ -127,7 +128,7 @@ def latency(jobs: int, interval: float, workers: int) -> dict[str, float]:
     }
 
 
-def enqueue_single(count: int, on_duplicate_tag: str) -> float:
+def enqueue_single(count: int, on_duplicate_tag: OnDuplicateTag) -> float:
     """``count`` submit_job calls, each its own transaction (autocommit), with unique tags."""
     started = time.perf_counter()
     for i in range(count):
