@@ -5,10 +5,13 @@ concurrent claimers never wait on each other; SQLite runs one writer at a time, 
 ``UPDATE … RETURNING`` statement is atomic there.
 """
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connections, router
+from django.db.models import Field
 from django.utils import timezone
 
 from django_quickworker.models import Status, WorkerJob
@@ -18,8 +21,8 @@ def claim_next(worker: str, queues: Sequence[str] | None, lease: timedelta) -> W
     """Mark the next due job as started by ``worker`` and return it, or return None."""
     alias = router.db_for_write(WorkerJob)
     sql, params = claim_statement(alias, worker, queues, lease)
-    claimed = list(WorkerJob.objects.raw(f"{sql} RETURNING *", params).using(alias))
-    return claimed[0] if claimed else None
+    rows = fetch_rows(f"{sql} RETURNING *", params, alias)
+    return row_to_job(rows[0], alias) if rows else None
 
 
 def claim_statement(
@@ -48,6 +51,41 @@ def claim_statement(
         *(queues or []),
     ]
     return sql, params
+
+
+def fetch_rows(sql: str, params: Sequence[object], alias: str) -> list[dict[str, Any]]:
+    """Run ``sql``; return its rows as {column: value}, values as the database gave them."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, params)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+
+
+def row_to_job(row: dict[str, Any], alias: str) -> WorkerJob:
+    """The WorkerJob of a ``RETURNING *`` row, its values converted as the ORM would."""
+    connection = connections[alias]
+    names, values = [], []
+    for field, converters in _converters(alias):
+        value = row[field.attname]
+        for converter in converters:
+            value = converter(value, field.cached_col, connection)
+        names.append(field.attname)
+        values.append(value)
+    return WorkerJob.from_db(alias, names, values)
+
+
+@functools.cache
+def _converters(alias: str) -> "list[tuple[Field[Any, Any], list[Any]]]":
+    # Worked out once: the ORM would redo this for every claimed row, on the hot path.
+    connection = connections[alias]
+    return [
+        (
+            field,
+            connection.ops.get_db_converters(field.cached_col)
+            + field.get_db_converters(connection),
+        )
+        for field in WorkerJob._meta.concrete_fields
+    ]
 
 
 def db_time(moment: datetime | None, alias: str) -> object:

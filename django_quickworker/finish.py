@@ -15,7 +15,13 @@ from typing import Any
 from django.db import connections, router, transaction
 from django.utils import timezone
 
-from django_quickworker.claim import claim_next, claim_statement, db_time
+from django_quickworker.claim import (
+    claim_next,
+    claim_statement,
+    db_time,
+    fetch_rows,
+    row_to_job,
+)
 from django_quickworker.conf import conf
 from django_quickworker.cron import schedule_next_occurrence
 from django_quickworker.models import Backoff, Status, WorkerJob, WorkerJobQuerySet
@@ -95,9 +101,9 @@ def finish_and_claim_next(
         "FROM (SELECT 1) AS one LEFT JOIN claimed ON true"
     )
     params = [*values, db_time(now, alias), job.pk, job.worker, job.attempt, Status.RUNNING]
-    (row,) = WorkerJob.objects.raw(sql, [*params, *claim_params]).using(alias)
-    _landed(job, changes, row.finished_rows)
-    return row if row.pk is not None else None
+    (row,) = fetch_rows(sql, [*params, *claim_params], alias)
+    _landed(job, changes, row.pop("finished_rows"))
+    return row_to_job(row, alias) if row["id"] is not None else None
 
 
 def backoff(job: WorkerJob) -> timedelta:
