@@ -34,23 +34,35 @@ def claim_statement(
     table = connection.ops.quote_name(WorkerJob._meta.db_table)
     queue_filter = f"AND queue IN ({', '.join(['%s'] * len(queues))})" if queues else ""
     lock = "FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    # The status is written into the SQL, not bound: SQLite uses a partial index (here the
+    # claimable one) only when the query's WHERE visibly implies the index's condition.
     sql = (
-        f"UPDATE {table} SET status = %s, started = %s, worker = %s, attempt = attempt + 1, "
-        f"lease_expires = %s, updated_at = %s "
-        f"WHERE id = (SELECT id FROM {table} WHERE status = %s AND due <= %s {queue_filter} "
-        f"ORDER BY priority DESC, due, id LIMIT 1 {lock})"
+        f"UPDATE {table} SET status = '{Status.RUNNING}', started = %s, worker = %s, "
+        f"attempt = attempt + 1, lease_expires = %s, updated_at = %s "
+        f"WHERE id = (SELECT id FROM {table} WHERE status = '{Status.SCHEDULED}' "
+        f"AND due <= %s {queue_filter} ORDER BY priority DESC, due, id LIMIT 1 {lock})"
     )
     params = [
-        Status.RUNNING,
         db_time(now, alias),
         worker,
         db_time(now + lease, alias),
         db_time(now, alias),
-        Status.SCHEDULED,
         db_time(now, alias),
         *(queues or []),
     ]
     return sql, params
+
+
+def next_due(queues: Sequence[str] | None) -> datetime | None:
+    """When the next scheduled job of ``queues`` falls due (None: there is none)."""
+    alias = router.db_for_write(WorkerJob)
+    table = connections[alias].ops.quote_name(WorkerJob._meta.db_table)
+    queue_filter = f"AND queue IN ({', '.join(['%s'] * len(queues))})" if queues else ""
+    # Over the claimable index's rows: the status is written in, as for the claim.
+    sql = f"SELECT MIN(due) AS due FROM {table} WHERE status = '{Status.SCHEDULED}' {queue_filter}"
+    (row,) = fetch_rows(sql, queues or [], alias)
+    due: datetime | None = _convert("due", row["due"], alias)
+    return due
 
 
 def fetch_rows(sql: str, params: Sequence[object], alias: str) -> list[dict[str, Any]]:
@@ -63,29 +75,31 @@ def fetch_rows(sql: str, params: Sequence[object], alias: str) -> list[dict[str,
 
 def row_to_job(row: dict[str, Any], alias: str) -> WorkerJob:
     """The WorkerJob of a ``RETURNING *`` row, its values converted as the ORM would."""
-    connection = connections[alias]
-    names, values = [], []
-    for field, converters in _converters(alias):
-        value = row[field.attname]
-        for converter in converters:
-            value = converter(value, field.cached_col, connection)
-        names.append(field.attname)
-        values.append(value)
+    names = [field.attname for field in WorkerJob._meta.concrete_fields]
+    values = [_convert(name, row[name], alias) for name in names]
     return WorkerJob.from_db(alias, names, values)
 
 
+def _convert(attname: str, value: Any, alias: str) -> Any:
+    field, converters = _converters(alias)[attname]
+    connection = connections[alias]
+    for converter in converters:
+        value = converter(value, field.cached_col, connection)
+    return value
+
+
 @functools.cache
-def _converters(alias: str) -> "list[tuple[Field[Any, Any], list[Any]]]":
+def _converters(alias: str) -> "dict[str, tuple[Field[Any, Any], list[Any]]]":
     # Worked out once: the ORM would redo this for every claimed row, on the hot path.
     connection = connections[alias]
-    return [
-        (
+    return {
+        field.attname: (
             field,
             connection.ops.get_db_converters(field.cached_col)
             + field.get_db_converters(connection),
         )
         for field in WorkerJob._meta.concrete_fields
-    ]
+    }
 
 
 def db_time(moment: datetime | None, alias: str) -> object:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from django.db import InterfaceError, OperationalError, connections
 from django.utils import timezone
 
-from django_quickworker.claim import claim_next
+from django_quickworker.claim import claim_next, next_due
 from django_quickworker.conf import conf
 from django_quickworker.context import JobContext
 from django_quickworker.exceptions import (
@@ -186,10 +186,7 @@ class Worker:
         return max(0.0, min(conf.poll_interval, until_due))
 
     def next_due(self) -> Any:
-        scheduled = WorkerJob.objects.scheduled()
-        if self.queues:
-            scheduled = scheduled.filter(queue__in=self.queues)
-        return scheduled.order_by("due").values_list("due", flat=True).first()
+        return next_due(self.queues)
 
     def read_messages(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for the parent; act on what it says."""
