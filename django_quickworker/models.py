@@ -25,6 +25,8 @@ class Backoff(models.TextChoices):
     EXPONENTIAL = "exponential"
 
 
+CLAIMABLE_INDEX = "quickworker_claimable"
+
 FINISHED_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
 # The status is indexed, so it must never disagree with the timestamps; the database
@@ -171,7 +173,7 @@ class WorkerJob(models.Model):
             models.Index(
                 fields=["-priority", "due", "id"],
                 condition=Q(status=Status.SCHEDULED),
-                name="quickworker_claimable",
+                name=CLAIMABLE_INDEX,
             ),
             models.Index(
                 fields=["remove_at"],
