@@ -51,7 +51,7 @@ def connect(vendor: str, settings_dict: dict[str, Any]) -> tuple[Any, dict[str, 
         import psycopg
 
         parts = {"now": "now()", "p": "%s", "lock": "FOR UPDATE SKIP LOCKED", "zero": "'0'"}
-        db = psycopg.connect(
+        postgres = psycopg.connect(
             dbname=settings_dict["NAME"],
             user=settings_dict["USER"],
             password=settings_dict["PASSWORD"] or None,
@@ -59,7 +59,12 @@ def connect(vendor: str, settings_dict: dict[str, Any]) -> tuple[Any, dict[str, 
             port=settings_dict["PORT"] or 5432,
             autocommit=True,
         )
-        return db, parts
+        return postgres, parts
     now = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
     parts = {"now": now, "p": "?", "lock": "", "zero": "0"}
-    return sqlite3.connect(settings_dict["NAME"], timeout=20, isolation_level=None), parts
+    db = sqlite3.connect(settings_dict["NAME"], timeout=20, isolation_level=None)
+    # The connection settings Django's connections get, so both sides pay the same commits.
+    for pragma in settings_dict.get("OPTIONS", {}).get("init_command", "").split(";"):
+        if pragma.strip():
+            db.execute(pragma)
+    return db, parts
