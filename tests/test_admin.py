@@ -624,12 +624,8 @@ def test_adding_a_job_at_a_due_time(admin_client: Client) -> None:
     [
         (
             {"data": '{"a": 1,}'},
-            {
-                "data": [
-                    "This is not valid JSON: Expecting property name enclosed in double quotes "
-                    "at line 1, column 9."
-                ]
-            },
+            # Python's own wording of the JSON error differs between versions.
+            re.compile(r"This is not valid JSON: .+ at line 1, column \d+\.$"),
         ),
         (
             {"data": '{"a": NaN}'},
@@ -651,6 +647,9 @@ def test_the_add_form_explains_what_is_wrong(
     found = form_errors(admin_client.post(ADD, form_data(**fields)))
     if isinstance(errors, str):
         assert list(found) == [errors], found
+    elif isinstance(errors, re.Pattern):
+        assert list(found) == ["data"] and len(found["data"]) == 1, found
+        assert errors.match(found["data"][0]), found
     else:
         assert found == errors
     assert not WorkerJob.objects.exists()
