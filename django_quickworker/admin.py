@@ -661,7 +661,7 @@ class WorkerJobAdmin(admin.ModelAdmin):
             or (job.status == Status.RUNNING and job.cancel_requested is None),
         }
         offered = [(name, allowed.get(name)) for name, applies in applicable.items() if applies]
-        return [(name, str(action[2])) for name, action in offered if action is not None]
+        return [(name, _action_label(action)) for name, action in offered if action is not None]
 
     # Columns and fields
 
@@ -951,3 +951,8 @@ class WorkerProcessAdmin(admin.ModelAdmin):
     @admin.display(description=_("queues"))
     def queues_display(self, process: WorkerProcess) -> str:
         return process.queues.replace(",", ", ") or str(_("all"))
+
+
+def _action_label(action: Any) -> str:
+    """An admin action's description: an attribute from Django 6.1, a tuple's third item before."""
+    return str(getattr(action, "description", None) or action[2])

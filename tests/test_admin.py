@@ -207,7 +207,7 @@ def test_filter_choices_come_from_the_registry_and_fixed_lists(
 ) -> None:
     live_process(queues="mail,reports")
     page = admin_client.get(CHANGELIST).content.decode()
-    sidebar = page[page.index('<nav id="changelist-filter"') :]
+    sidebar = page[page.index('id="changelist-filter"') :]  # <nav> before Django 6, <search>
     for title in ["status", "type", "queue", "kind", "failed recently"]:
         assert f"By {title}" in sidebar
     for choice in ["?type=demo.add", "?type=demo.record", "?queue=reports", "?queue=default"]:
@@ -264,7 +264,7 @@ def test_date_hierarchy(admin_client: Client) -> None:
 
     def choices(query: str) -> list[str]:
         response = admin_client.get(CHANGELIST + query)
-        nav = response.content.decode().split('<nav class="toplinks">')[1].split("</nav>")[0]
+        nav = response.content.decode().split('<nav class="toplinks"')[1].split("</nav>")[0]
         links = re.findall(r'<a href="[^"]*"(?: class="date-back")?>([^<]+)</a>', nav)
         return [html.unescape(link) for link in links]
 
@@ -285,7 +285,7 @@ def test_the_date_hierarchy_steps_down_while_one_choice_is_left(admin_client: Cl
     )
     make_row(Status.SUCCEEDED, at=datetime(2024, 12, 31, 1, tzinfo=timezone.get_current_timezone()))
     page = admin_client.get(CHANGELIST).content.decode()
-    nav = page.split('<nav class="toplinks">')[1].split("</nav>")[0]
+    nav = page.split('<nav class="toplinks"')[1].split("</nav>")[0]
     assert ">December 30</a>" in nav and ">December 31</a>" in nav
 
 
@@ -315,7 +315,8 @@ def test_a_job_page_shows_the_retry_chain_both_ways(admin_client: Client) -> Non
     second = make_row(Status.FAILED, rescheduled_from=first)
     third = make_row(Status.SCHEDULED, rescheduled_from=second)
     page = admin_client.get(page_of(second)).content.decode()
-    chain = page[page.index('<ol class="qw-chain">') : page.index("</ol>")]
+    start = page.index('<ol class="qw-chain">')
+    chain = page[start : page.index("</ol>", start)]
     assert chain.index(f"#{first.pk}") < chain.index(f"#{second.pk}") < chain.index(f"#{third.pk}")
     assert f'<a href="{page_of(first)}">#{first.pk}' in chain
     assert f'<a href="{page_of(third)}">#{third.pk}' in chain
