@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psutil
+import psycopg
 import pytest
 from django.conf import settings
 from django.db import connection
 
 from django_quickworker.registry import JobRegistry, registry
+from django_quickworker.submit import NOTIFY_CHANNEL
 
 VENDOR_MARKERS = {"postgresql", "sqlite"}
 T = TypeVar("T")
@@ -154,3 +156,19 @@ def start_runworkers(transactional_db: None, tmp_path: Path) -> Iterator[StartRu
         with contextlib.suppress(ProcessLookupError):
             os.killpg(runner.process.pid, signal.SIGKILL)
         runner.process.wait()
+
+
+@pytest.fixture
+def listener() -> Iterator[psycopg.Connection[Any]]:
+    """A separate autocommit connection to the test database, listening for wake-ups."""
+    params = connection.settings_dict
+    with psycopg.connect(
+        dbname=params["NAME"],
+        user=params["USER"] or None,
+        password=params["PASSWORD"] or None,
+        host=params["HOST"] or None,
+        port=str(params["PORT"]) if params["PORT"] else None,
+        autocommit=True,
+    ) as conn:
+        conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        yield conn

@@ -21,7 +21,6 @@ from django_quickworker.admin import next_runs
 from django_quickworker.conf import conf
 from django_quickworker.models import Status, WorkerJob
 from django_quickworker.schedule import next_cron_due
-from django_quickworker.submit import NOTIFY_CHANNEL
 from tests.test_status import live_process, make_row
 
 pytestmark = pytest.mark.django_db
@@ -403,20 +402,12 @@ def test_retry_resubmits_at_most_retry_limit_jobs_at_once(
 
 @pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
-def test_run_now_wakes_listening_workers(admin_client: Client) -> None:
+def test_run_now_wakes_listening_workers(
+    admin_client: Client, listener: psycopg.Connection[Any]
+) -> None:
     job = make_row(Status.SCHEDULED, at=timezone.now() + timedelta(hours=1), queue="mail")
-    params = connection.settings_dict
-    with psycopg.connect(
-        dbname=params["NAME"],
-        user=params["USER"] or None,
-        password=params["PASSWORD"] or None,
-        host=params["HOST"] or None,
-        port=str(params["PORT"]) if params["PORT"] else None,
-        autocommit=True,
-    ) as listener:
-        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        act(admin_client, "run_now", job)
-        notes = list(listener.notifies(timeout=10, stop_after=1))
+    act(admin_client, "run_now", job)
+    notes = list(listener.notifies(timeout=10, stop_after=1))
     assert [note.payload for note in notes] == ["mail"]
 
 

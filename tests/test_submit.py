@@ -1,7 +1,6 @@
 """submit_job / submit_jobs: validation, stored options, duplicate tags, transactions, bulk."""
 
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from decimal import Decimal
@@ -529,22 +528,6 @@ def test_a_failed_submission_does_not_break_the_callers_transaction(existing: Wo
         submitted = submit_job(tag="after", type="demo.add")
     statuses = dict(WorkerJob.objects.values_list("pk", "status"))
     assert statuses == {existing.pk: Status.SCHEDULED, submitted.pk: Status.SCHEDULED}
-
-
-@pytest.fixture
-def listener() -> Iterator[psycopg.Connection[Any]]:
-    """A separate autocommit connection to the test database, listening for wake-ups."""
-    params = connection.settings_dict
-    with psycopg.connect(
-        dbname=params["NAME"],
-        user=params["USER"] or None,
-        password=params["PASSWORD"] or None,
-        host=params["HOST"] or None,
-        port=str(params["PORT"]) if params["PORT"] else None,
-        autocommit=True,
-    ) as conn:
-        conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        yield conn
 
 
 def _mark(listener: psycopg.Connection[Any], payload: str) -> None:
