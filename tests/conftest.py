@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -83,6 +84,31 @@ def database_url(settings_dict: dict[str, Any] | None = None) -> str:
         return f"sqlite:///{db['NAME']}"
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
     return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def run_together(calls: list[Callable[[], object]]) -> None:
+    """Run each call in a thread of its own, all released at the same moment; fail with
+    whatever any of them raised. Each thread has (and closes) its own database connection."""
+    start = threading.Barrier(len(calls))
+    errors: list[BaseException] = []
+
+    def run(call: Callable[[], object]) -> None:
+        try:
+            connection.ensure_connection()  # connecting first, so that they start together
+            start.wait(timeout=10)
+            call()
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
 
 
 def wait_until(condition: Callable[[], T], timeout: float = 30.0, what: str = "") -> T:

@@ -1,11 +1,10 @@
 """claim_next: which job is claimed, what the claim writes, and exactly-once under concurrency."""
 
-import threading
+import functools
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 from pytest_django import DjangoAssertNumQueries
 
@@ -13,6 +12,7 @@ from django_quickworker import submit_job, submit_jobs
 from django_quickworker.claim import claim_next
 from django_quickworker.finish import Outcome, finish_job
 from django_quickworker.models import Status, WorkerJob
+from tests.conftest import run_together
 
 LEASE = timedelta(seconds=60)
 
@@ -188,29 +188,14 @@ def test_concurrent_claimers_claim_every_job_exactly_once() -> None:
         ]
     )
     expected = sorted(job.pk for job in jobs)
-    start = threading.Barrier(THREADS)
     claims: dict[int, list[int]] = {slot: [] for slot in range(THREADS)}
-    errors: list[BaseException] = []
 
     def claimer(slot: int) -> None:
-        try:
-            start.wait(timeout=10)
-            while (job := claim_next(f"w{slot}", None, LEASE)) is not None:
-                assert job.worker == f"w{slot}"
-                claims[slot].append(job.pk)
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            connection.close()
+        while (job := claim_next(f"w{slot}", None, LEASE)) is not None:
+            assert job.worker == f"w{slot}"
+            claims[slot].append(job.pk)
 
-    threads = [threading.Thread(target=claimer, args=(slot,)) for slot in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert not any(thread.is_alive() for thread in threads)
-    assert errors == []
+    run_together([functools.partial(claimer, slot) for slot in range(THREADS)])
     claimed = sorted(pk for pks in claims.values() for pk in pks)
     assert claimed == expected  # none twice, none missed
     assert WorkerJob.objects.running().count() == JOBS

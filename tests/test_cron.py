@@ -1,9 +1,9 @@
 """Cron jobs: ticks across daylight-saving changes, one pending row per cron tag (also when
 many ``runworkers`` start at once), and a next occurrence after every run."""
 
+import functools
 import itertools
 import logging
-import threading
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,7 +26,7 @@ from django_quickworker.finish import Outcome, finish_job
 from django_quickworker.models import Status, WorkerJob
 from django_quickworker.registry import JobRegistry, registry
 from django_quickworker.schedule import next_cron_due
-from tests.conftest import Runworkers, StartRunworkers, wait_until
+from tests.conftest import Runworkers, StartRunworkers, run_together, wait_until
 
 UTC = ZoneInfo("UTC")
 PARIS = ZoneInfo("Europe/Paris")
@@ -286,27 +286,7 @@ def test_concurrent_ensure_cron_jobs_write_one_row_per_cron_tag(
 ) -> None:
     for index in range(5):
         declare(f"test.race{index}", f"{index} * * * *")
-    threads_count = 6
-    start = threading.Barrier(threads_count)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            start.wait(timeout=10)
-            ensure_cron_jobs()
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(threads_count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert not any(thread.is_alive() for thread in threads)
-    assert errors == []
+    run_together([ensure_cron_jobs] * 6)
     tags = declared_tags()
     assert len(tags) == 6
     for tag in tags:
@@ -531,26 +511,7 @@ def test_runs_of_one_cron_tag_finishing_at_once_leave_one_pending_row() -> None:
     claims = [claim_next(f"host:1:{slot}", None, LEASE) for slot in range(count)]
     runs = [run for run in claims if run is not None]
     assert sorted(run.pk for run in runs) == sorted(row.pk for row in rows)
-    start = threading.Barrier(count)
-    errors: list[BaseException] = []
-
-    def finish(run: WorkerJob) -> None:
-        try:
-            start.wait(timeout=10)
-            finish_job(run, Outcome(True, {}))
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=finish, args=(run,)) for run in runs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert not any(thread.is_alive() for thread in threads)
-    assert errors == []
+    run_together([functools.partial(finish_job, run, Outcome(True, {})) for run in runs])
     assert WorkerJob.objects.succeeded().count() == count
     assert pending_cron_rows(["cron:test"]).count() == 1
     assert WorkerJob.objects.count() == count + 1

@@ -1,6 +1,6 @@
 """submit_job / submit_jobs: validation, stored options, duplicate tags, transactions, bulk."""
 
-import threading
+import functools
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from decimal import Decimal
@@ -30,6 +30,7 @@ from django_quickworker.exceptions import (
 from django_quickworker.models import Status, WorkerJob
 from django_quickworker.registry import JobRegistry, job
 from django_quickworker.submit import CANCELLED_BY_NEW_JOB, NOTIFY_CHANNEL, OnDuplicateTag
+from tests.conftest import run_together
 
 pytestmark = pytest.mark.django_db
 
@@ -469,27 +470,13 @@ def test_concurrent_submissions_of_one_tag_leave_exactly_one_scheduled_job(
     mode: OnDuplicateTag,
 ) -> None:
     threads_count = 8
-    barrier = threading.Barrier(threads_count)
     results: list[int] = []
-    errors: list[BaseException] = []
 
     def submit(index: int) -> None:
-        try:
-            connection.ensure_connection()
-            barrier.wait(timeout=10)
-            row = submit_job(tag="race", type="demo.add", data={"n": index}, on_duplicate_tag=mode)
-            results.append(row.pk)
-        except BaseException as error:
-            errors.append(error)
-        finally:
-            connection.close()
+        row = submit_job(tag="race", type="demo.add", data={"n": index}, on_duplicate_tag=mode)
+        results.append(row.pk)
 
-    threads = [threading.Thread(target=submit, args=(i,)) for i in range(threads_count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert errors == []
+    run_together([functools.partial(submit, i) for i in range(threads_count)])
     assert len(results) == threads_count
     scheduled = list(WorkerJob.objects.filter(tag="race").scheduled().values_list("pk", flat=True))
     assert len(scheduled) == 1
