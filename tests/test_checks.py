@@ -12,7 +12,7 @@ from django.core.checks import Error, Warning, run_checks
 from django.db import connections
 from django.test import override_settings
 
-from django_quickworker.checks import check_configuration, check_sqlite_transaction_mode
+from django_quickworker.checks import check_configuration, check_database
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,7 +96,7 @@ def test_sqlite_in_immediate_mode_passes(sqlite_options: dict[str, Any], mode: s
     # Django accepts the mode in any case (it upper-cases it), so the check must too.
     sqlite_options["transaction_mode"] = mode
 
-    assert check_sqlite_transaction_mode(None) == []
+    assert check_database(None) == []
 
 
 @pytest.mark.sqlite
@@ -113,7 +113,7 @@ def test_sqlite_without_immediate_mode_is_w001(sqlite_options: dict[str, Any]) -
 @pytest.mark.postgresql
 def test_postgresql_needs_no_transaction_mode() -> None:
     assert connections["default"].vendor == "postgresql"
-    assert check_sqlite_transaction_mode(None) == []
+    assert check_database(None) == []
 
 
 def test_manage_py_check_fails_on_bad_worker_count() -> None:
