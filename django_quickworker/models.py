@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from django_quickworker.conf import conf
+from django_quickworker.databases.indexes import PartialIndex
 
 
 class Status(models.TextChoices):
@@ -170,17 +171,17 @@ class WorkerJob(models.Model):
         verbose_name_plural = _("worker jobs")
         indexes = [
             # The claim query's order, over the few rows that can still be claimed.
-            models.Index(
+            PartialIndex(
                 fields=["-priority", "due", "id"],
                 condition=Q(status=Status.SCHEDULED),
                 name=CLAIMABLE_INDEX,
             ),
-            models.Index(
+            PartialIndex(
                 fields=["remove_at"],
                 condition=Q(remove_at__isnull=False),
                 name="quickworker_removable",
             ),
-            models.Index(
+            PartialIndex(
                 fields=["tag"], condition=Q(status=Status.SCHEDULED), name="quickworker_pending_tag"
             ),
             # Behind the admin's filters, search, date hierarchy and summary; measured on a
@@ -190,7 +191,7 @@ class WorkerJob(models.Model):
             models.Index(fields=["tag"], opclasses=["varchar_pattern_ops"], name="quickworker_tag"),
             models.Index(fields=["type", "id"], name="quickworker_type"),
             models.Index(fields=["queue", "id"], name="quickworker_queue"),
-            models.Index(fields=["id"], condition=~Q(cron_schedule=""), name="quickworker_cron"),
+            PartialIndex(fields=["id"], condition=~Q(cron_schedule=""), name="quickworker_cron"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -226,3 +227,17 @@ class WorkerProcess(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class WorkerTagLock(models.Model):
+    """A row per tag (hashed) that submissions lock to serialize on that tag, on databases
+    whose own locks outlive the transaction (MySQL's GET_LOCK); unused elsewhere."""
+
+    key = models.BigIntegerField(primary_key=True)
+
+    class Meta:
+        verbose_name = _("tag lock")
+        verbose_name_plural = _("tag locks")
+
+    def __str__(self) -> str:
+        return str(self.key)

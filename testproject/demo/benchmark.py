@@ -179,6 +179,15 @@ def add_finished_rows(count: int) -> None:
                 f"FROM generate_series(1, {int(count)}) AS n",
                 params,
             )
+        elif connection.vendor == "mysql":  # the WITH after the INSERT; no || for strings
+            tag = f"CONCAT('{TAG}old:', n)"
+            cursor.execute(f"SET SESSION max_recursive_iterations = {int(count)}")  # MariaDB
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL "
+                f"SELECT n + 1 FROM s WHERE n < {int(count)}) SELECT {values.format(tag=tag)} "
+                "FROM s",
+                params,
+            )
         else:
             tag = f"'{TAG}old:' || n"
             cursor.execute(
