@@ -214,6 +214,27 @@ def test_unknown_types_fail_without_stopping_the_worker(start_runworkers: StartR
     assert status_of(good) == Status.SUCCEEDED
 
 
+def test_worker_count_zero_runs_nothing_and_exits_0(start_runworkers: StartRunworkers) -> None:
+    job = submit_job(tag="zero", type="demo.add", data={"a": 1, "b": 1})
+    runner = start_runworkers(env={"WORKER_COUNT": "0", "WORKER_LOG_LEVEL": "warn"})
+    assert runner.wait(timeout=30) == 0, runner.output
+    assert "no workers to run here" in runner.output
+    assert status_of(job) == Status.SCHEDULED
+
+
+def test_workers_option_overrides_worker_count_zero(start_runworkers: StartRunworkers) -> None:
+    job = submit_job(tag="zero", type="demo.add", data={"a": 1, "b": 1})
+    runner = start_runworkers("--workers", "1", "--burst", env={"WORKER_COUNT": "0"})
+    assert runner.wait() == 0, runner.output
+    assert status_of(job) == Status.SUCCEEDED
+
+
+def test_trace_log_level_is_debug(start_runworkers: StartRunworkers) -> None:
+    runner = start_runworkers("--burst", env={"WORKER_LOG_LEVEL": "trace"})
+    assert runner.wait() == 0, runner.output
+    assert "started worker" in runner.output, runner.output  # a DEBUG line
+
+
 @pytest.mark.parametrize(
     ("args", "named"),
     [
