@@ -44,6 +44,8 @@ LOG_LEVEL_ALIASES = {"trace": "debug", "warn": "warning"}
 # Channels group names allow these characters and fewer than 100 of them.
 GROUP_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,50}")
 
+MAX_INT = 2**31 - 1  # the largest value of an integer column on every database
+
 env = environ.Env()
 
 
@@ -133,9 +135,11 @@ class Conf:
 
     def _positive_int(self, name: str) -> int:
         value = self._get(name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        # The cap is an integer column's (max_attempts is copied into one) and SQL LIMIT's.
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_INT:
             raise ImproperlyConfigured(
-                f"QUICKWORKER[{name!r}]={value!r} is invalid; use a positive integer."
+                f"QUICKWORKER[{name!r}]={value!r} is invalid; use a positive integer of at "
+                f"most {MAX_INT}."
             )
         return value
 

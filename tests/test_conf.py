@@ -120,6 +120,10 @@ def test_durations_accept_timedelta_or_seconds(
         ("MAX_ATTEMPTS", "5", lambda: conf.max_attempts),
         ("MAX_ATTEMPTS", True, lambda: conf.max_attempts),
         ("CRON_TIME_ZONE", "Mars/Olympus", lambda: conf.cron_time_zone),
+        ("LEASE", 10**12, lambda: conf.lease),
+        ("RETAIN_FAILED", timedelta.max, lambda: conf.retain_failed),
+        ("MAX_ATTEMPTS", 2**31, lambda: conf.max_attempts),
+        ("CLEANUP_BATCH_SIZE", 2**64, lambda: conf.cleanup_batch_size),
     ],
 )
 def test_bad_settings_are_refused_naming_the_value(

@@ -52,7 +52,7 @@ def test_banner_and_burst_exit(start_runworkers: StartRunworkers) -> None:
     assert "workers:       2" in banner
     assert "queues:        default, mail" in banner
     types_line = next(line for line in banner.splitlines() if "job types:" in line)
-    demo_types = ["add", "asyncSleep", "countdown", "fail", "noop", "record"]
+    demo_types = ["add", "asyncSleep", "countdown", "fail", "misbehave", "noop", "record"]
     expected = [f"demo.{name}" for name in demo_types] + ["removeOldWorkerJobs"]
     assert types_line.split(":", 1)[1].strip().split(", ") == expected
     assert "channel layer:" in banner
@@ -248,3 +248,19 @@ def test_trace_log_level_is_debug(start_runworkers: StartRunworkers) -> None:
 def test_bad_arguments_are_refused_naming_the_value(args: list[str], named: str) -> None:
     with pytest.raises(CommandError, match=named):
         call_command("runworkers", *args)
+
+
+def test_a_retry_delay_out_of_bounds_fails_the_job_and_the_worker_goes_on(
+    start_runworkers: StartRunworkers,
+) -> None:
+    asks = submit_job(tag="asks", type="demo.misbehave", data={"retry_delay": 10**12})
+    good = submit_job(tag="good", type="demo.add", data={"a": 1, "b": 1}, priority=-1)
+    runner = start_runworkers("--burst")
+    assert runner.wait() == 0, runner.output
+    assert status_of(asks) == Status.FAILED
+    assert error_of(asks) == (
+        "RetryJob delay=1000000000000 is longer than the longest duration allowed, "
+        "36525 days (100 years)."
+    )
+    assert not WorkerJob.objects.filter(rescheduled_from=asks).exists()
+    assert status_of(good) == Status.SUCCEEDED
