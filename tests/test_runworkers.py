@@ -264,3 +264,21 @@ def test_a_retry_delay_out_of_bounds_fails_the_job_and_the_worker_goes_on(
     )
     assert not WorkerJob.objects.filter(rescheduled_from=asks).exists()
     assert status_of(good) == Status.SUCCEEDED
+
+
+@pytest.mark.parametrize("returns", ["huge int", "nan", "lone surrogate", "deep"])
+def test_a_result_that_cannot_be_stored_fails_the_job_without_retry(
+    start_runworkers: StartRunworkers, returns: str
+) -> None:
+    job = submit_job(
+        tag="unstorable", type="demo.misbehave", data={"returns": returns}, max_attempts=3
+    )
+    good = submit_job(tag="good", type="demo.add", data={"a": 1, "b": 1}, priority=-1)
+    runner = start_runworkers("--burst")
+    assert runner.wait() == 0, runner.output
+    assert status_of(job) == Status.FAILED
+    assert error_of(job).startswith("The job ran to completion but its result cannot be stored")
+    assert "It is not retried" in error_of(job)
+    assert not WorkerJob.objects.filter(rescheduled_from=job).exists()
+    assert Execution.objects.filter(job_id=job.pk).count() == 1
+    assert status_of(good) == Status.SUCCEEDED
