@@ -57,7 +57,7 @@ def test_bad_worker_log_level_is_e002(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_both_environment_errors_are_reported_together(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WORKER_COUNT", "0")
+    monkeypatch.setenv("WORKER_COUNT", "-1")
     monkeypatch.setenv("WORKER_LOG_LEVEL", "verbose")
 
     assert [m.id for m in check_configuration(None)] == ["quickworker.E001", "quickworker.E002"]
