@@ -24,7 +24,13 @@ from django_quickworker.registry import (
     validate_priority,
     validate_queue,
 )
-from django_quickworker.schedule import Duration, next_cron_due, to_timedelta, validate_cron
+from django_quickworker.schedule import (
+    Duration,
+    check_due,
+    next_cron_due,
+    to_timedelta,
+    validate_cron,
+)
 
 OnDuplicateTag = Literal["replace", "skip", "allow"]
 ON_DUPLICATE_TAG = ("replace", "skip", "allow")
@@ -177,7 +183,7 @@ def _due(now: datetime, due: datetime | None, delay: Duration | None, cron: str)
         )
     if not settings.USE_TZ and timezone.is_aware(due):
         raise InvalidDue(f"due={due!r} is an aware datetime while USE_TZ is off; give a naive one.")
-    return due
+    return check_due(due)
 
 
 def _retry_policy(

@@ -25,6 +25,7 @@ from django_quickworker.conf import conf
 from django_quickworker.context import JobContext
 from django_quickworker.exceptions import (
     InvalidDuration,
+    InvalidJobData,
     InvalidMessage,
     RetryJob,
     UnknownJobType,
@@ -244,7 +245,6 @@ def execute(job: WorkerJob) -> Outcome:
             value = asyncio.run(job_type.function(JobContext(job)))
         else:
             value = job_type.function(JobContext(job))
-        validate_payload(value, "result")
     except RetryJob as request:
         return _retry_outcome(job, request)
     except Exception as error:  # the job boundary: whatever the job raised is its failure
@@ -261,6 +261,26 @@ def execute(job: WorkerJob) -> Outcome:
             False,
             {"error": message, "exception": _qualified_name(error)},
             storable_text(traceback.format_exc()),
+        )
+    return _success(job, value)
+
+
+def _success(job: WorkerJob, value: Any) -> Outcome:
+    """The outcome of a run that returned ``value``: a failure, never retried, if the
+    database cannot store it, since the job's effects happened and another run repeats them."""
+    try:
+        validate_payload(value, "result")
+    except InvalidJobData as error:
+        logger.warning("job result cannot be stored id=%s type=%s: %s", job.pk, job.type, error)
+        message = (
+            f"The job ran to completion but its result cannot be stored: {error} "
+            "It is not retried, since running it again would repeat its effects."
+        )
+        return Outcome(
+            False,
+            {"error": message, "exception": _qualified_name(error)},
+            storable_text(traceback.format_exc()),
+            retryable=False,
         )
     return Outcome(True, value)
 
