@@ -331,6 +331,7 @@ class Retries:
     unregistered: int  # of a type no running code registers
     over_limit: int  # past the limit
 
+
 class WorkerTagLock(models.Model):
     """A row per tag (hashed) that submissions lock to serialize on that tag, on databases
     whose own locks outlive the transaction (MySQL's GET_LOCK); unused elsewhere."""

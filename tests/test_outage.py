@@ -116,8 +116,8 @@ def server_connections(pid: int, port: int) -> int:
     )
 
 
-# PostgreSQL only for now: it restarts a server of its own (pgcluster); the same test on a
-# MariaDB server of its own is not written yet.
+# PostgreSQL's (a cluster of its own; it checks that LISTEN reconnects too); MariaDB's
+# restart is tests/test_outage_mariadb.py.
 @pytest.mark.postgresql
 def test_a_postgresql_restart_loses_no_job(
     cluster: Cluster, start_runworkers: Callable[..., Runworkers]
