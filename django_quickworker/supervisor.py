@@ -13,7 +13,7 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -50,7 +50,9 @@ KILL_GRACE = 5.0  # seconds a child gets to end its job (SIGUSR1) before SIGKILL
 CANCEL_CHECK_INTERVAL = 1.0  # seconds between looks for running jobs an operator cancelled
 FIRST_RESTART_DELAY = 0.5  # seconds; doubles with each crash in a row
 MAX_RESTART_DELAY = 30.0  # seconds
-STABLE_AFTER = 10.0  # seconds a child must live for its crash not to count as a crash loop
+STABLE_AFTER = 10.0  # seconds a child (or task) must live for its crash not to count as a loop
+MAX_TASK_FAILURES = 5  # failures in a row after which a supervisor task cannot go on
+TASK_RESTART_DELAY = 1.0  # seconds before a failed supervisor task starts again
 
 
 @dataclass
@@ -100,6 +102,7 @@ class Supervisor:
         self.restart_at: dict[int, float] = {}  # slot -> when to start it again
         self.stopping = False
         self.stopping_now = False
+        self.exit_code = 0
         self.deadline = 0.0
         self.spawn = multiprocessing.get_context("spawn")  # no inherited connections or threads
 
@@ -121,10 +124,10 @@ class Supervisor:
         if not self.stopping:  # a signal may have come during the cron check
             for slot in range(self.workers):
                 self.start(slot)
-        tasks = [self.tick(), self.maintain_leases(), self.watch_cancellations(), self.relay.run()]
+        tasks = [self.tick, self.maintain_leases, self.watch_cancellations, self.relay.run]
         if connections[router.db_for_write(WorkerJob)].vendor == "postgresql":
-            tasks.append(self.listen())
-        running = [self.loop.create_task(task) for task in tasks]
+            tasks.append(self.listen)
+        running = [self.loop.create_task(self.keep_running(task)) for task in tasks]
         web = self.loop.create_task(self.web_server.serve()) if self.web_server else None
         await self.done.wait()
         if self.web_server and web:
@@ -136,7 +139,42 @@ class Supervisor:
         await self.in_db(processes.unregister)
         self.db.shutdown(wait=True)
         logger.info("runworkers stopped")
-        return 0
+        return self.exit_code
+
+    async def keep_running(self, task: Callable[[], Awaitable[None]]) -> None:
+        """Run the long-lived ``task``, restarting it after any exception it raises.
+
+        One that keeps failing as soon as it starts cannot go on: runworkers then stops its
+        workers (their jobs go back to the queue) and exits with status 1, so that the
+        service manager restarts it, rather than living on half-dead.
+        """
+        name = task.__name__
+        failures = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await task()
+                raise RuntimeError(f"the supervisor's {name} task returned")
+            except Exception:
+                failures = 1 if time.monotonic() - started > STABLE_AFTER else failures + 1
+                if failures >= MAX_TASK_FAILURES:
+                    logger.critical(
+                        "supervisor task %s failed %d times in a row; stopping runworkers "
+                        "(exit status 1) so that it is restarted",
+                        name,
+                        failures,
+                        exc_info=True,
+                    )
+                    self.exit_code = 1
+                    self.stop_now()
+                    return
+                logger.error(
+                    "supervisor task %s failed; restarting it in %gs",
+                    name,
+                    TASK_RESTART_DELAY,
+                    exc_info=True,
+                )
+            await asyncio.sleep(TASK_RESTART_DELAY)
 
     # Children
 
@@ -199,6 +237,8 @@ class Supervisor:
     async def after_exit(self, child: Child) -> None:
         try:
             await self.settle_jobs_of(child)
+        except Exception:  # the slot must be restarted whatever happened to its jobs
+            logger.error("settling the jobs of worker %s failed", child.worker, exc_info=True)
         finally:
             self.exits_in_progress -= 1
         code = child.process.exitcode

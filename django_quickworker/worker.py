@@ -17,7 +17,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
-from django.db import InterfaceError, OperationalError, connections
+from django.db import connections
 from django.utils import timezone
 
 from django_quickworker.claim import claim_next, next_due
@@ -31,9 +31,11 @@ from django_quickworker.exceptions import (
     UnknownJobType,
 )
 from django_quickworker.finish import (
+    DATABASE_UNAVAILABLE,
     Outcome,
+    fail_instead,
     finish_and_claim_next,
-    finish_job,
+    finish_safely,
     release_job,
     release_jobs_of,
 )
@@ -122,15 +124,26 @@ class Worker:
         try:
             if done is not None and outcome is not None:
                 if self.stopping:
-                    finish_job(done, outcome)
+                    finish_safely(done, outcome)
                     return None
-                self.current = finish_and_claim_next(done, outcome, self.queues, conf.lease)
+                self.current = self.finish_and_claim(done, outcome)
             else:
                 self.current = None if self.stopping else self.claim()
-        except (OperationalError, InterfaceError) as error:
+        except DATABASE_UNAVAILABLE as error:
             logger.warning("database unavailable, reconnecting: %s", error)
             self.current = retry_on_db_error(lambda: self.recover(done, outcome), "recovery")
         return self.current
+
+    def finish_and_claim(self, done: WorkerJob, outcome: Outcome) -> WorkerJob | None:
+        """Finish ``done`` and claim the next job; if recording the outcome raises, fail
+        ``done`` with that error and go on: no job may stop its worker."""
+        try:
+            return finish_and_claim_next(done, outcome, self.queues, conf.lease)
+        except DATABASE_UNAVAILABLE:
+            raise
+        except Exception as error:
+            fail_instead(done, error)
+            return self.claim()
 
     def claim(self) -> WorkerJob | None:
         return claim_next(self.id, self.queues, conf.lease)
@@ -140,7 +153,7 @@ class Worker:
         back any job claimed by a statement whose answer was lost, then claim again."""
         connections.close_all()
         if done is not None and outcome is not None:
-            finish_job(done, outcome)
+            finish_safely(done, outcome)
         release_jobs_of(self.id)
         return None if self.stopping else self.claim()
 
@@ -297,7 +310,7 @@ def retry_on_db_error(operation: Callable[[], T], what: str) -> T:
     while True:
         try:
             return operation()
-        except (OperationalError, InterfaceError) as error:
+        except DATABASE_UNAVAILABLE as error:
             logger.warning(
                 "database unavailable during %s, retrying in %.1fs: %s", what, delay, error
             )
