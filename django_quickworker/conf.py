@@ -119,16 +119,23 @@ class Conf:
         return self._positive_int("MAX_MESSAGE_BYTES")
 
     def user_settings(self) -> dict[str, Any]:
-        """Return the ``QUICKWORKER`` dict, refusing a non-dict or unknown keys."""
+        """Return the ``QUICKWORKER`` dict, refusing a non-dict.
+
+        Unknown keys do not stop the known ones from being read: the system checks report
+        them (:meth:`refuse_unknown_keys`) beside every bad value, all at once.
+        """
         value = getattr(settings, "QUICKWORKER", {})
         if not isinstance(value, dict):
             raise ImproperlyConfigured(f"QUICKWORKER={value!r} must be a dict.")
-        unknown = sorted(set(value) - set(DEFAULTS), key=repr)
+        return value
+
+    def refuse_unknown_keys(self) -> None:
+        """Raise ImproperlyConfigured naming the ``QUICKWORKER`` keys that are no setting."""
+        unknown = sorted(set(self.user_settings()) - set(DEFAULTS), key=repr)
         if unknown:
             raise ImproperlyConfigured(
                 f"QUICKWORKER has unknown keys {unknown!r}; known keys are {sorted(DEFAULTS)!r}."
             )
-        return value
 
     def _get(self, name: str) -> Any:
         return self.user_settings().get(name, DEFAULTS[name])

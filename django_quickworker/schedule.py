@@ -95,6 +95,15 @@ def next_cron_due(expression: str, after: datetime, time_zone: ZoneInfo) -> date
     return due.astimezone(after.tzinfo) if after.tzinfo else due
 
 
+def next_runs(expression: str, after: datetime, time_zone: ZoneInfo, count: int) -> list[datetime]:
+    """Return the first ``count`` ticks of ``expression`` after ``after``, read in ``time_zone``."""
+    runs: list[datetime] = []
+    for _index in range(count):
+        after = next_cron_due(expression, after, time_zone)
+        runs.append(after)
+    return runs
+
+
 def _repeated_wall_time(moment: datetime, time_zone: ZoneInfo) -> bool:
     """Whether ``moment`` is the second showing of a wall time the clocks went back over."""
     local = moment.astimezone(dt_timezone.utc).astimezone(time_zone)

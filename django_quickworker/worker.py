@@ -89,6 +89,8 @@ class Worker:
     def __init__(self, slot: int, queues: list[str] | None, pipe: Connection, burst: bool) -> None:
         self.id = worker_id(slot)
         self.queues = queues
+        # Only jobs it can run: one of a type it does not know waits for a worker that does.
+        self.types = [job_type.name for job_type in registry]
         self.pipe = pipe
         self.burst = burst
         self.stopping = False
@@ -138,7 +140,7 @@ class Worker:
         """Finish ``done`` and claim the next job; if recording the outcome raises, fail
         ``done`` with that error and go on: no job may stop its worker."""
         try:
-            return finish_and_claim_next(done, outcome, self.queues, conf.lease)
+            return finish_and_claim_next(done, outcome, self.queues, conf.lease, self.types)
         except DATABASE_UNAVAILABLE:
             raise
         except Exception as error:
@@ -146,7 +148,7 @@ class Worker:
             return self.claim()
 
     def claim(self) -> WorkerJob | None:
-        return claim_next(self.id, self.queues, conf.lease)
+        return claim_next(self.id, self.queues, conf.lease, self.types)
 
     def recover(self, done: WorkerJob | None, outcome: Outcome | None) -> WorkerJob | None:
         """After a lost connection: finish ``done`` (at most once, thanks to the fence), give
@@ -200,7 +202,7 @@ class Worker:
         return max(0.0, min(conf.poll_interval, until_due))
 
     def next_due(self) -> Any:
-        return next_due(self.queues)
+        return next_due(self.queues, self.types)
 
     def read_messages(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for the parent; act on what it says."""
@@ -247,7 +249,7 @@ def execute(job: WorkerJob) -> Outcome:
     """Run ``job``'s function and return how it went; never raise for the job's own errors."""
     try:
         job_type = registry.get(job.type)
-    except UnknownJobType as error:
+    except UnknownJobType as error:  # a last resort: workers claim only types they know
         return Outcome.failure(str(error), retryable=False)
     try:
         if job_type.is_async:

@@ -138,11 +138,12 @@ def test_bad_settings_are_refused_naming_the_value(
     assert repr(value) in str(error.value)
 
 
-def test_unknown_keys_are_refused(settings: Settings) -> None:
-    settings.QUICKWORKER = {"RETAIN_SUCCEDED": 10}
+def test_unknown_keys_are_refused_without_hiding_the_known_ones(settings: Settings) -> None:
+    settings.QUICKWORKER = {"RETAIN_SUCCEDED": 10, "MAX_ATTEMPTS": 2}
 
     with pytest.raises(ImproperlyConfigured, match="RETAIN_SUCCEDED"):
-        conf.retain_succeeded  # noqa: B018
+        conf.refuse_unknown_keys()
+    assert conf.max_attempts == 2  # so that the checks report every bad value at once
 
 
 def test_a_non_dict_is_refused(settings: Settings) -> None:

@@ -122,7 +122,7 @@ def test_a_supervisor_task_that_raises_is_restarted(
 
     async def main() -> Supervisor:
         supervisor = await start_supervisor()
-        task = asyncio.get_running_loop().create_task(supervisor.keep_running(flaky))
+        task = asyncio.get_running_loop().create_task(supervisor.keep_running("flaky", flaky))
         await asyncio.sleep(0.3)
         assert not task.done()
         task.cancel()
@@ -144,7 +144,7 @@ def test_a_supervisor_task_that_keeps_failing_stops_runworkers_with_status_1(
 
     async def main() -> Supervisor:
         supervisor = await start_supervisor()
-        await asyncio.wait_for(supervisor.keep_running(broken), timeout=5)
+        await asyncio.wait_for(supervisor.keep_running("broken", broken), timeout=5)
         assert supervisor.done.is_set()
         return supervisor
 

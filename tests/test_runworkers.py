@@ -203,17 +203,6 @@ def test_jobs_of_a_dead_host_are_rescued_when_their_lease_expires(
     assert status_of(alive) == Status.RUNNING
 
 
-def test_unknown_types_fail_without_stopping_the_worker(start_runworkers: StartRunworkers) -> None:
-    stray = submit_job(tag="stray", type="demo.add")
-    WorkerJob.objects.filter(pk=stray.pk).update(type="removedJob")
-    good = submit_job(tag="good", type="demo.add", data={"a": 1, "b": 1}, priority=-1)
-    runner = start_runworkers("--burst")
-    assert runner.wait() == 0, runner.output
-    assert status_of(stray) == Status.FAILED
-    assert error_of(stray).startswith("Unknown job type 'removedJob'")
-    assert status_of(good) == Status.SUCCEEDED
-
-
 def test_worker_count_zero_runs_nothing_and_exits_0(start_runworkers: StartRunworkers) -> None:
     job = submit_job(tag="zero", type="demo.add", data={"a": 1, "b": 1})
     runner = start_runworkers(env={"WORKER_COUNT": "0", "WORKER_LOG_LEVEL": "warn"})

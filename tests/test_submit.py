@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
 from django_quickworker import submit_job, submit_jobs
+from django_quickworker.databases.postgresql import NOTIFY_CHANNEL
 from django_quickworker.exceptions import (
     InvalidCronSchedule,
     InvalidDue,
@@ -29,7 +30,7 @@ from django_quickworker.exceptions import (
 )
 from django_quickworker.models import Status, WorkerJob
 from django_quickworker.registry import JobRegistry, job
-from django_quickworker.submit import CANCELLED_BY_NEW_JOB, NOTIFY_CHANNEL, OnDuplicateTag
+from django_quickworker.submit import CANCELLED_BY_NEW_JOB, OnDuplicateTag
 from tests.conftest import run_together
 
 pytestmark = pytest.mark.django_db
