@@ -270,10 +270,10 @@ def _ended(job: WorkerJob, reason: str) -> Outcome:
     return Outcome.failure(reason)
 
 
-def workers_asked_to_cancel(workers: list[str]) -> list[str]:
-    """Which of these workers run a job that an operator asked to cancel."""
+def jobs_asked_to_cancel(workers: list[str]) -> list[tuple[str, int]]:
+    """(worker, job id) of the jobs these workers run that an operator asked to cancel."""
     running = WorkerJob.objects.running().filter(worker__in=workers, cancel_requested__isnull=False)
-    return list(running.values_list("worker", flat=True))
+    return list(running.values_list("worker", "pk"))
 
 
 def release_jobs_of(worker: str) -> int:

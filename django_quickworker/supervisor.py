@@ -9,6 +9,7 @@ one helper thread, off the loop.
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -30,10 +31,10 @@ from django_quickworker.cron import ensure_cron_jobs
 from django_quickworker.databases import database
 from django_quickworker.finish import (
     end_jobs_of,
+    jobs_asked_to_cancel,
     release_jobs_of,
     renew_leases,
     rescue_expired_jobs,
-    workers_asked_to_cancel,
 )
 from django_quickworker.models import WorkerJob
 from django_quickworker.relay import Relay
@@ -65,6 +66,7 @@ class Child:
     pipe: Connection
     worker: str
     started_at: float
+    end_request: ctypes.c_longlong  # the id of the job it must end, read by its SIGUSR1 handler
     idle: bool = False
     job_id: int | None = None
     job_started_at: float = 0.0
@@ -72,6 +74,7 @@ class Child:
     ran_a_job: bool = False
     ended_at: float | None = None  # when the parent told it to end its job
     end_reason: str | None = None  # why the parent ended it
+    ended_job_id: int | None = None  # which job the parent told it to end
 
 
 class Supervisor:
@@ -185,16 +188,22 @@ class Supervisor:
 
     def start(self, slot: int) -> None:
         parent_end, child_end = self.spawn.Pipe()
+        end_request = self.spawn.RawValue(ctypes.c_longlong, 0)  # see Worker.on_sigusr1
         process = self.spawn.Process(
             target=child_process.main,
-            args=(slot, self.queues, child_end, self.burst, self.log_level),
+            args=(slot, self.queues, child_end, end_request, self.burst, self.log_level),
             name=f"quickworker-{slot}",
         )
         process.start()
         child_end.close()
         assert process.pid is not None
         child = Child(
-            slot, process, parent_end, worker.worker_id(slot, process.pid), time.monotonic()
+            slot,
+            process,
+            parent_end,
+            worker.worker_id(slot, process.pid),
+            time.monotonic(),
+            end_request,
         )
         self.children[slot] = child
         self.loop.add_reader(parent_end.fileno(), self.on_message, child)
@@ -220,6 +229,8 @@ class Supervisor:
         elif kind == "job-finished":
             child.job_id = None
             child.ran_a_job = True
+            if child.ended_job_id == data["job_id"]:  # it finished before the signal came
+                child.ended_at = child.end_reason = child.ended_job_id = None
         elif kind in RELAYED:
             self.relay.handle(kind, data)
         elif kind == "worker-error":
@@ -342,6 +353,8 @@ class Supervisor:
         logger.warning("job id=%s on %s: %s Ending the worker.", child.job_id, child.worker, reason)
         child.end_reason = reason
         child.ended_at = time.monotonic()
+        child.ended_job_id = child.job_id
+        child.end_request.value = child.job_id or 0
         with contextlib.suppress(ProcessLookupError):
             os.kill(child.process.pid or 0, signal.SIGUSR1)
 
@@ -351,8 +364,10 @@ class Supervisor:
             await asyncio.sleep(CANCEL_CHECK_INTERVAL)
             busy = {c.worker: c for c in self.children.values() if c.job_id and not c.ended_at}
             if busy:
-                for worker_name in await self.in_db(workers_asked_to_cancel, list(busy)):
-                    self.end_job(busy[worker_name], "Cancelled by an operator.")
+                for worker_name, job_id in await self.in_db(jobs_asked_to_cancel, list(busy)):
+                    child = busy[worker_name]
+                    if child.job_id == job_id and not child.ended_at:  # still that job
+                        self.end_job(child, "Cancelled by an operator.")
 
     async def maintain_leases(self) -> None:
         """Renew our children's leases; rescue the jobs of hosts that stopped renewing theirs."""

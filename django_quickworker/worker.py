@@ -6,6 +6,7 @@ parent answers with ``wake`` (new jobs were submitted) or ``stop``.
 """
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
@@ -59,11 +60,16 @@ def worker_id(slot: int, pid: int | None = None) -> str:
 
 
 def run_worker(
-    slot: int, queues: list[str] | None, pipe: Connection, burst: bool, log_level: str
+    slot: int,
+    queues: list[str] | None,
+    pipe: Connection,
+    end_request: ctypes.c_longlong,
+    burst: bool,
+    log_level: str,
 ) -> None:
     """Work until told to stop; report an unexpected error to the parent before dying."""
     configure_logging(log_level)
-    worker = Worker(slot, queues, pipe, burst)
+    worker = Worker(slot, queues, pipe, burst, end_request)
     try:
         worker.run()
     except Exception:
@@ -86,7 +92,14 @@ def configure_logging(level: str) -> None:
 class Worker:
     """Claims and runs jobs in a loop; sleeps only when nothing is due."""
 
-    def __init__(self, slot: int, queues: list[str] | None, pipe: Connection, burst: bool) -> None:
+    def __init__(
+        self,
+        slot: int,
+        queues: list[str] | None,
+        pipe: Connection,
+        burst: bool,
+        end_request: ctypes.c_longlong,
+    ) -> None:
         self.id = worker_id(slot)
         self.queues = queues
         # Only jobs it can run: one of a type it does not know waits for a worker that does.
@@ -95,6 +108,10 @@ class Worker:
         self.burst = burst
         self.stopping = False
         self.current: WorkerJob | None = None
+        # The job whose function is running (None between jobs), and the one the parent
+        # wants ended: it writes the id there before it sends SIGUSR1.
+        self.running_job_id: int | None = None
+        self.end_request = end_request
         self.parent_pid = os.getppid()
         self.send_lock = threading.Lock()  # a job's own threads may send messages too
 
@@ -165,8 +182,19 @@ class Worker:
         self.stopping = True
 
     def on_sigusr1(self, signum: int, frame: object) -> None:
-        """The parent ends the current job (timeout or cancel): unwind it and exit."""
-        raise SystemExit(f"worker {self.id} told to end its job")
+        """The parent ends a job (timeout or cancel): unwind it and exit, if it is the job
+        running now. The parent decided on what it last heard; the job it meant may have
+        finished since, and the one claimed after it must not pay for it."""
+        wanted = self.end_request.value
+        if self.running_job_id is None or wanted != self.running_job_id:
+            logger.info(
+                "worker %s: not ending job id=%s, asked to end job id=%s which is over",
+                self.id,
+                self.running_job_id,
+                wanted,
+            )
+            return
+        raise SystemExit(f"worker {self.id} told to end job id={wanted}")
 
     def run_job(self, job: WorkerJob) -> tuple[Outcome, float]:
         """Run ``job``; return its outcome and how long it took, in ms."""
@@ -177,7 +205,11 @@ class Worker:
             "job started id=%s type=%s tag=%s attempt=%s", job.pk, job.type, job.tag, job.attempt
         )
         started = time.monotonic()
-        outcome = execute(job)
+        self.running_job_id = job.pk
+        try:
+            outcome = execute(job)
+        finally:
+            self.running_job_id = None
         return outcome, (time.monotonic() - started) * 1000
 
     def report_finished(self, job: WorkerJob, outcome: Outcome, elapsed_ms: float) -> None:

@@ -271,3 +271,33 @@ def test_a_result_that_cannot_be_stored_fails_the_job_without_retry(
     assert not WorkerJob.objects.filter(rescheduled_from=job).exists()
     assert Execution.objects.filter(job_id=job.pk).count() == 1
     assert status_of(good) == Status.SUCCEEDED
+
+
+def test_a_cancel_meant_for_another_job_does_not_end_the_running_one(
+    start_runworkers: StartRunworkers,
+) -> None:
+    """The parent decides on what it last heard: a cancel it finds for job A while the
+    worker runs job B (A finished meanwhile, and its row still says so) must spare B."""
+    running = submit_job(tag="running", type="demo.record", data={"seconds": 3})
+    runner = start_runworkers("--workers", "1", env=FAST_POLL)
+    pid = running_pid(running)
+    stale = submit_job(tag="stale", type="demo.add", data={"a": 1, "b": 1}, delay=3600)
+    WorkerJob.objects.filter(pk=stale.pk).update(
+        status=Status.RUNNING,
+        started=timezone.now(),
+        worker=running.worker,
+        attempt=1,
+        lease_expires=timezone.now() + timedelta(hours=1),
+        cancel_requested=timezone.now(),
+    )
+    wait_until(lambda: status_of(running) == Status.SUCCEEDED, what="the running job to finish")
+    assert [child.pid for child in runner.children()] == [pid]
+
+
+def test_a_cancel_of_the_running_job_ends_it(start_runworkers: StartRunworkers) -> None:
+    running = submit_job(tag="running", type="demo.record", data={"seconds": 60})
+    start_runworkers("--workers", "1", env=FAST_POLL)
+    running_pid(running)
+    WorkerJob.objects.filter(pk=running.pk).update(cancel_requested=timezone.now())
+    wait_until(lambda: status_of(running) == Status.CANCELLED, what="the cancelled job to end")
+    assert error_of(running) == "Cancelled by an operator while running."

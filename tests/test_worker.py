@@ -4,7 +4,10 @@ Jobs are registered per test (job_registry), submitted, claimed and run in-proce
 """
 
 import asyncio
+import ctypes
 import logging
+import multiprocessing
+import signal
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -477,3 +480,25 @@ def test_retry_on_db_error_backs_off_to_a_cap(sleeps: list[float]) -> None:
     assert sleeps[:4] == [0.1, 0.2, 0.4, 0.8]
     assert max(sleeps) == worker.MAX_DB_RETRY_DELAY
     assert sleeps == sorted(sleeps)
+
+
+# --- ending a job on the parent's request ----------------------------------------------------
+
+
+@pytest.mark.parametrize(("running", "wanted"), [(None, 7), (8, 7)], ids=["between", "next-job"])
+def test_a_request_to_end_another_job_is_ignored(running: int | None, wanted: int) -> None:
+    pipe, _ = multiprocessing.Pipe()
+    end_request = ctypes.c_longlong(wanted)
+    worker_ = worker.Worker(0, None, pipe, False, end_request)
+    worker_.running_job_id = running
+
+    worker_.on_sigusr1(signal.SIGUSR1, None)  # returns: nothing to unwind
+
+
+def test_a_request_to_end_the_running_job_unwinds_it() -> None:
+    pipe, _ = multiprocessing.Pipe()
+    worker_ = worker.Worker(0, None, pipe, False, ctypes.c_longlong(7))
+    worker_.running_job_id = 7
+
+    with pytest.raises(SystemExit, match="told to end job id=7"):
+        worker_.on_sigusr1(signal.SIGUSR1, None)
