@@ -1,8 +1,9 @@
 """Finishing jobs: record how a run ended, fenced to the worker that ran it; then retry it
 and schedule a cron job's next occurrence.
 
-Every write here is fenced: it lands only if the row is still running under the worker and
-attempt that claimed it, so a job rescued from a dead worker can never be finished twice.
+Every write here is fenced: it lands only if the row is still running under the worker,
+attempt and start time of the claim, so a job rescued from a dead worker can never be
+finished twice.
 """
 
 import logging
@@ -14,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import InterfaceError, OperationalError, router, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from django_quickworker.claim import claim_next
@@ -161,12 +163,17 @@ def backoff(job: WorkerJob) -> timedelta:
 
 
 def release_job(job: WorkerJob) -> bool:
-    """Put an interrupted run back in the queue, unfinished; return whether it was released."""
+    """Put an interrupted run back in the queue, unfinished; return whether it was released.
+
+    The run does not count: its attempt is given back, so that a job put back by a second
+    SIGTERM, a dead parent or a lost connection still gets all of its max_attempts runs.
+    """
     released = _fenced(job).update(
         status=Status.SCHEDULED,
         started=None,
         worker="",
         lease_expires=None,
+        attempt=F("attempt") - 1,
         updated_at=timezone.now(),
     )
     return released == 1
@@ -250,7 +257,9 @@ def _retry_due(job: WorkerJob, outcome: Outcome, now: datetime) -> datetime | No
 
 
 def _fenced(job: WorkerJob) -> WorkerJobQuerySet:
-    return WorkerJob.objects.running().filter(pk=job.pk, worker=job.worker, attempt=job.attempt)
+    # The start time tells two runs of one attempt apart: a release gives the attempt back.
+    running = WorkerJob.objects.running()
+    return running.filter(pk=job.pk, worker=job.worker, attempt=job.attempt, started=job.started)
 
 
 def end_jobs_of(worker: str, reason: str) -> int:

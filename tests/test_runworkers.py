@@ -156,7 +156,7 @@ def test_a_second_signal_puts_running_jobs_back(start_runworkers: StartRunworker
     runner.send(signal.SIGINT)
     assert runner.wait(timeout=30) == 0, runner.output
     assert status_of(job) == Status.SCHEDULED
-    assert (job.started, job.worker, job.attempt) == (None, "", 1)
+    assert (job.started, job.worker, job.attempt) == (None, "", 0)  # the run does not count
 
 
 def test_children_leave_when_the_parent_is_killed(start_runworkers: StartRunworkers) -> None:
@@ -177,6 +177,7 @@ def test_children_leave_when_the_parent_is_killed(start_runworkers: StartRunwork
         what="the children to exit",
     )
     assert status_of(job) == Status.SCHEDULED  # released by its worker on the way out
+    assert job.attempt == 0  # without using up an attempt
 
 
 def test_jobs_of_a_dead_host_are_rescued_when_their_lease_expires(
@@ -301,3 +302,20 @@ def test_a_cancel_of_the_running_job_ends_it(start_runworkers: StartRunworkers) 
     WorkerJob.objects.filter(pk=running.pk).update(cancel_requested=timezone.now())
     wait_until(lambda: status_of(running) == Status.CANCELLED, what="the cancelled job to end")
     assert error_of(running) == "Cancelled by an operator while running."
+
+
+def test_a_job_put_back_keeps_all_its_attempts(start_runworkers: StartRunworkers) -> None:
+    """max_attempts=2: had the interrupted run counted, its failure could not be retried."""
+    job = submit_job(tag="put-back", type="demo.record", data={"seconds": 60}, max_attempts=2)
+    runner = start_runworkers("--workers", "1", env=FAST_POLL)
+    running_pid(job)
+    runner.send(signal.SIGTERM)
+    wait_until(lambda: "send it again" in runner.output, what="the drain message")
+    runner.send(signal.SIGTERM)
+    assert runner.wait(timeout=30) == 0, runner.output
+    WorkerJob.objects.filter(pk=job.pk).update(data={"exit": 3})  # its next run dies
+    runner = start_runworkers("--workers", "1", env=FAST_POLL)
+    wait_until(lambda: status_of(job) == Status.FAILED, what="the second run to fail")
+    assert job.attempt == 1
+    retry = wait_until(lambda: WorkerJob.objects.filter(rescheduled_from=job).first(), 10, "retry")
+    assert retry.attempt == 1  # its own claim makes it 2 of 2
