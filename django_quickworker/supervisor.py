@@ -15,7 +15,7 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -30,6 +30,7 @@ from django_quickworker.conf import conf
 from django_quickworker.cron import ensure_cron_jobs
 from django_quickworker.databases import database
 from django_quickworker.finish import (
+    DATABASE_UNAVAILABLE,
     end_jobs_of,
     jobs_asked_to_cancel,
     release_jobs_of,
@@ -123,8 +124,9 @@ class Supervisor:
         self.relay = Relay()
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.on_signal, signum)
-        await self.in_db(ensure_cron_jobs)
-        await self.in_db(processes.register, self.workers, self.queues)
+        with self.unless_stopped_by_an_outage("start"):
+            await self.in_db(ensure_cron_jobs)
+            await self.in_db(processes.register, self.workers, self.queues)
         if not self.stopping:  # a signal may have come during the cron check
             for slot in range(self.workers):
                 self.start(slot)
@@ -145,7 +147,8 @@ class Supervisor:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
-        await self.in_db(processes.unregister)
+        with self.unless_stopped_by_an_outage("exit"):
+            await self.in_db(processes.unregister)
         self.db.shutdown(wait=True)
         logger.info("runworkers stopped")
         return self.exit_code
@@ -163,7 +166,10 @@ class Supervisor:
             try:
                 await task()
                 return  # it has nothing (more) to do, as the wake-up watch on SQLite
-            except Exception:
+            except Exception as error:
+                if self.stopping:  # e.g. the database went away: nothing left to keep up
+                    logger.warning("supervisor task %s ended while stopping: %r", name, error)
+                    return
                 failures = 1 if time.monotonic() - started > STABLE_AFTER else failures + 1
                 if failures >= MAX_TASK_FAILURES:
                     logger.critical(
@@ -252,7 +258,8 @@ class Supervisor:
 
     async def after_exit(self, child: Child) -> None:
         try:
-            await self.settle_jobs_of(child)
+            with self.unless_stopped_by_an_outage(f"the exit of worker {child.worker}"):
+                await self.settle_jobs_of(child)
         except Exception:  # the slot must be restarted whatever happened to its jobs
             logger.error("settling the jobs of worker %s failed", child.worker, exc_info=True)
         finally:
@@ -381,10 +388,33 @@ class Supervisor:
                 self.wake()
             await asyncio.sleep(interval)
 
+    @contextlib.contextmanager
+    def unless_stopped_by_an_outage(self, what: str) -> Iterator[None]:
+        """Give up the database work inside when a signal came while the database is down:
+        stopping must not wait for it; running jobs are left to lease rescue."""
+        try:
+            yield
+        except DATABASE_UNAVAILABLE as error:
+            if not self.stopping:
+                raise
+            running = [c.job_id for c in self.children.values() if c.job_id]
+            logger.warning(
+                "database unavailable during %s while stopping; giving up (jobs left to lease "
+                "rescue: %s): %s",
+                what,
+                running or "none running",
+                error,
+            )
+
     async def in_db(self, function: Callable[..., T], *args: Any) -> T:
-        """Run ``function`` on the database thread, retrying while the database is down."""
+        """Run ``function`` on the database thread, retrying while the database is down
+        (until a signal asks runworkers to stop)."""
         return await self.loop.run_in_executor(
-            self.db, worker.retry_on_db_error, lambda: function(*args), function.__name__
+            self.db,
+            worker.retry_on_db_error,
+            lambda: function(*args),
+            function.__name__,
+            lambda: self.stopping,
         )
 
     # Stopping

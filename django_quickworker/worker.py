@@ -52,6 +52,7 @@ T = TypeVar("T")
 
 PARENT_CHECK_INTERVAL = 1.0  # seconds between checks that the parent is still alive
 MAX_DB_RETRY_DELAY = 10.0  # seconds, the cap of the reconnect backoff
+STOP_CHECK_INTERVAL = 0.1  # seconds between looks for a stop request while reconnecting
 
 
 def worker_id(slot: int, pid: int | None = None) -> str:
@@ -121,6 +122,22 @@ class Worker:
         route_to_parent(self.send)
         self.send("worker-started", worker=self.id, pid=os.getpid())
         threading.Thread(target=self.watch_parent, name="parent-watch", daemon=True).start()
+        try:
+            self.work()
+        except DATABASE_UNAVAILABLE:
+            if not self.stopping:
+                raise
+            # Asked to stop while the database is unreachable: what could not be recorded
+            # is left to lease rescue, rather than waiting for a database that may not return.
+            job = self.current
+            logger.warning(
+                "worker %s stopping with the database unreachable; job id=%s is left to "
+                "lease rescue",
+                self.id,
+                job and job.pk,
+            )
+
+    def work(self) -> None:
         job = self.advance(None, None)
         while job is not None or not (self.stopping or self.burst):
             if job is None:
@@ -150,7 +167,9 @@ class Worker:
                 self.current = None if self.stopping else self.claim()
         except DATABASE_UNAVAILABLE as error:
             logger.warning("database unavailable, reconnecting: %s", error)
-            self.current = retry_on_db_error(lambda: self.recover(done, outcome), "recovery")
+            self.current = retry_on_db_error(
+                lambda: self.recover(done, outcome), "recovery", self.should_stop
+            )
         return self.current
 
     def finish_and_claim(self, done: WorkerJob, outcome: Outcome) -> WorkerJob | None:
@@ -227,7 +246,7 @@ class Worker:
 
     def idle_timeout(self) -> float:
         """Seconds to wait for a wake-up: the poll interval, or less if a job falls due sooner."""
-        next_due = retry_on_db_error(self.next_due, "look ahead")
+        next_due = retry_on_db_error(self.next_due, "look ahead", self.should_stop)
         if next_due is None:
             return conf.poll_interval
         until_due = (next_due - timezone.now()).total_seconds()
@@ -255,13 +274,22 @@ class Worker:
         except (BrokenPipeError, OSError):
             self.stopping = True
 
+    def should_stop(self) -> bool:
+        """Whether a signal or the parent asked this worker to stop (read while reconnecting,
+        when the loop that reads the parent's messages is not running)."""
+        self.read_messages(timeout=0)
+        return self.stopping
+
     def watch_parent(self) -> None:
         """Leave when the parent dies, putting the current job back in the queue."""
         while os.getppid() == self.parent_pid:
             time.sleep(PARENT_CHECK_INTERVAL)
         job = self.current
-        if job is not None and release_job(job):
-            logger.warning("parent died: released job id=%s type=%s", job.pk, job.type)
+        try:
+            if job is not None and release_job(job):
+                logger.warning("parent died: released job id=%s type=%s", job.pk, job.type)
+        except DATABASE_UNAVAILABLE as error:
+            logger.warning("parent died: job id=%s left to lease rescue: %s", job and job.pk, error)
         os._exit(1)
 
 
@@ -338,18 +366,31 @@ def _retry_outcome(job: WorkerJob, request: RetryJob) -> Outcome:
     return Outcome(False, {"error": message}, retry_requested=True, retry_delay=delay)
 
 
-def retry_on_db_error(operation: Callable[[], T], what: str) -> T:
-    """Run ``operation``; while the database is unreachable, reconnect with backoff and retry."""
+def retry_on_db_error(
+    operation: Callable[[], T], what: str, should_stop: Callable[[], bool] = lambda: False
+) -> T:
+    """Run ``operation``; while the database is unreachable, reconnect with backoff and retry.
+
+    Once ``should_stop()`` says so (a signal came), the database error is raised instead:
+    a process asked to stop must not wait for a database that may never come back.
+    """
     delay = 0.1
     while True:
         try:
             return operation()
         except DATABASE_UNAVAILABLE as error:
+            if should_stop():
+                logger.warning("database unavailable during %s; stopping: %s", what, error)
+                raise
             logger.warning(
                 "database unavailable during %s, retrying in %.1fs: %s", what, delay, error
             )
             connections.close_all()
-            time.sleep(delay)
+            remaining = delay
+            while remaining > 0 and not should_stop():  # in steps, to notice a stop soon
+                step = min(STOP_CHECK_INTERVAL, remaining)
+                time.sleep(step)
+                remaining -= step
             delay = min(delay * 2, MAX_DB_RETRY_DELAY)
 
 

@@ -2,17 +2,20 @@
 
 import os
 import signal
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import psutil
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.utils import timezone
 
 from demo.models import Execution
 from django_quickworker import submit_job, submit_jobs
 from django_quickworker.models import Status, WorkerJob
-from tests.conftest import StartRunworkers, wait_until
+from tests.conftest import StartRunworkers, database_url, wait_until
 
 FAST_POLL = {"QUICKWORKER": '{"POLL_INTERVAL": 0.1}'}
 
@@ -319,3 +322,29 @@ def test_a_job_put_back_keeps_all_its_attempts(start_runworkers: StartRunworkers
     assert job.attempt == 1
     retry = wait_until(lambda: WorkerJob.objects.filter(rescheduled_from=job).first(), 10, "retry")
     assert retry.attempt == 1  # its own claim makes it 2 of 2
+
+
+@pytest.fixture
+def empty_database(tmp_path: Path) -> Iterator[str]:
+    """The DATABASE_URL of a database without any table, on the tests' database server."""
+    if connection.vendor == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+        return
+    name = f"{connection.settings_dict['NAME']}_empty"
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    yield database_url({**connection.settings_dict, "NAME": name})
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_runworkers_before_migrate_says_to_migrate(
+    start_runworkers: StartRunworkers, empty_database: str
+) -> None:
+    runner = start_runworkers(env={"DATABASE_URL": empty_database})
+    assert runner.wait(timeout=30) != 0, runner.output
+    assert "lacks migrations that runworkers needs (" in runner.output, runner.output
+    assert "quickworker.0001_initial" in runner.output
+    assert "Run `manage.py migrate` first." in runner.output
+    assert "database unavailable" not in runner.output
