@@ -9,10 +9,12 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections, router
+from django.db.migrations.executor import MigrationExecutor
 from django.utils.module_loading import module_has_submodule
 
 from django_quickworker import __version__
 from django_quickworker.conf import conf, parse_log_level, parse_worker_count
+from django_quickworker.finish import DATABASE_UNAVAILABLE
 from django_quickworker.models import WorkerJob
 from django_quickworker.registry import registry, validate_queue
 from django_quickworker.supervisor import Supervisor
@@ -66,6 +68,32 @@ def log_level(value: str) -> str:
         raise argparse.ArgumentTypeError(message) from None
 
 
+APP_LABEL = WorkerJob._meta.app_label
+
+
+def check_schema(alias: str) -> None:
+    """Refuse to start on a database that lacks django-quickworker's migrations.
+
+    Otherwise every query fails with "no such table" (an OperationalError, as an outage
+    raises) and runworkers would retry forever as if the database were down.
+    """
+    try:
+        executor = MigrationExecutor(connections[alias])
+        targets = [node for node in executor.loader.graph.leaf_nodes() if node[0] == APP_LABEL]
+        missing = [migration for migration, _ in executor.migration_plan(targets)]
+    except DATABASE_UNAVAILABLE:
+        return  # an outage, not a schema: the supervisor waits for the database
+    if missing:
+        names = ", ".join(f"{migration.app_label}.{migration.name}" for migration in missing)
+        raise CommandError(
+            f"The database {connections[alias].settings_dict['NAME']!r} lacks migrations that "
+            f"runworkers needs ({names}). Run `manage.py migrate` first."
+        )
+
+
+APP_LABEL = WorkerJob._meta.app_label
+
+
 class Command(BaseCommand):
     help = "Run background job workers: a supervising parent and its worker processes."
 
@@ -115,6 +143,7 @@ class Command(BaseCommand):
         if not workers and not options["serve"]:
             self.stdout.write("WORKER_COUNT is 0: no workers to run here. Exiting.")
             return
+        check_schema(router.db_for_write(WorkerJob))
         configure_logging(level)
         web_server = self.web_server(options["serve"], level)
         self.stdout.write(self.banner(workers, options["queues"], options["serve"]))
