@@ -688,6 +688,18 @@ def test_the_add_form_names_the_bad_value(admin_client: Client) -> None:
     assert "were both given" in found["due"][0]
 
 
+def test_the_add_form_refuses_values_out_of_bounds(admin_client: Client) -> None:
+    found = form_errors(admin_client.post(ADD, form_data(delay=str(10**12))))
+    assert "100 years" in found["delay"][0]
+    found = form_errors(admin_client.post(ADD, form_data(data='{"id": 18446744073709551616}')))
+    assert "64-bit" in found["data"][0]
+    found = form_errors(admin_client.post(ADD, form_data(data="[" * 500 + "]" * 500)))
+    assert "nested more than 100 levels" in found["data"][0]
+    found = form_errors(admin_client.post(ADD, form_data(due_0="9500-01-01", due_1="00:00")))
+    assert "out of range" in found["due"][0]
+    assert not WorkerJob.objects.exists()
+
+
 # --- escaping ------------------------------------------------------------------------------
 
 
