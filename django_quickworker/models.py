@@ -110,21 +110,29 @@ class WorkerJobQuerySet(models.QuerySet["WorkerJob"]):
 
     def retry(self, limit: int) -> "Retries":
         """Resubmit, due now, the retryable jobs among these (at most ``limit``, oldest
-        first) that have no retry waiting or running and whose type is still registered."""
+        first) that have no retry waiting or running and whose type is still registered.
+
+        The jobs are locked first (in id order, so that overlapping retries cannot deadlock;
+        SQLite's write lock is taken at BEGIN), so that when two operators retry a job at
+        once, the second finds the first one's retry waiting and makes none.
+        """
         from django_quickworker.submit import resubmit  # submit imports this module
 
-        candidates = list(self.retryable().order_by("pk")[:limit])
-        over_limit = self.retryable().count() - limit if len(candidates) == limit else 0
-        pending = set(
-            WorkerJob.objects.filter(
-                rescheduled_from__in=[job.pk for job in candidates],
-                status__in=[Status.SCHEDULED, Status.RUNNING],
-            ).values_list("rescheduled_from", flat=True)
-        )
-        fresh = [job for job in candidates if job.pk not in pending]
         now = timezone.now()
         with transaction.atomic(using=router.db_for_write(self.model)):
+            # No joins (the admin's list selects the user): PostgreSQL refuses to lock the
+            # nullable side of an outer join.
+            rows = self.retryable().select_related(None).select_for_update().order_by("pk")
+            candidates = list(rows[:limit])
+            pending = set(
+                WorkerJob.objects.filter(
+                    rescheduled_from__in=[job.pk for job in candidates],
+                    status__in=[Status.SCHEDULED, Status.RUNNING],
+                ).values_list("rescheduled_from", flat=True)
+            )
+            fresh = [job for job in candidates if job.pk not in pending]
             written = [resubmit(job, due=now) for job in fresh if job.type in registry]
+        over_limit = self.retryable().count() - limit if len(candidates) == limit else 0
         return Retries(
             written=written,
             already_pending=len(pending),
