@@ -17,6 +17,9 @@ def main(
     import django
 
     django.setup()
+    from django_quickworker.tasks import discover_tasks
     from django_quickworker.worker import run_worker
+
+    discover_tasks()  # a worker claims only the types it knows: know the tasks first
 
     run_worker(slot, queues, pipe, burst, log_level)

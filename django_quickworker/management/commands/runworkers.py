@@ -13,6 +13,7 @@ from django_quickworker.conf import conf, parse_log_level, parse_worker_count
 from django_quickworker.models import WorkerJob
 from django_quickworker.registry import registry, validate_queue
 from django_quickworker.supervisor import Supervisor
+from django_quickworker.tasks import discover_tasks
 from django_quickworker.worker import configure_logging
 
 
@@ -105,6 +106,7 @@ class Command(BaseCommand):
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from None
         configure_logging(level)
+        discover_tasks()  # before the banner lists the job types and cron declares them
         web_server = self.web_server(options["serve"], level)
         self.stdout.write(self.banner(workers, options["queues"], options["serve"]))
         supervisor = Supervisor(
