@@ -150,8 +150,8 @@ class QuickworkerBackend(BaseTaskBackend):
         # Imported here: the runner imports this module.
         from django_quickworker.tasks.runner import task_of
 
-        task, alias = task_of(rows[0])
-        return build_result(task, rows, alias)
+        task, backend = task_of(rows[0])
+        return build_result(task, rows, backend.alias)
 
 
 def register(task: Task, options: TaskOptions) -> None:

@@ -30,9 +30,9 @@ running: ContextVar[tuple[str, JobContext] | None] = ContextVar("running_task", 
 
 def run_task(ctx: JobContext) -> Any:
     """Run the task that ``ctx.job`` is a run of, sending the framework's signals."""
-    task, alias = resolve_task(ctx.job)
-    result = build_result(task, chain_to(ctx.job), alias)
-    sender = type(task.get_backend())
+    task, backend = resolve_task(ctx.job)
+    result = build_result(task, chain_to(ctx.job), backend.alias)
+    sender = type(backend)
     task_started.send(sender, task_result=result)
     data = ctx.job.data if isinstance(ctx.job.data, dict) else {}  # a cron run has no arguments
     args, kwargs = data.get("args", []), data.get("kwargs", {})
@@ -59,9 +59,9 @@ def run_task(ctx: JobContext) -> Any:
     return value
 
 
-def resolve_task(job: WorkerJob) -> tuple[Task, str]:
-    """The task ``job`` runs, and the backend alias it was enqueued on; raise InvalidTask
-    unless its type names a Task of an alias that uses this backend."""
+def resolve_task(job: WorkerJob) -> tuple[Task, QuickworkerBackend]:
+    """The task ``job`` runs, and the backend it was enqueued on; raise InvalidTask unless
+    its type names a Task of an alias that uses this backend."""
     try:
         task = import_string(job.type)
     except ImportError:
@@ -78,10 +78,10 @@ def resolve_task(job: WorkerJob) -> tuple[Task, str]:
         raise InvalidTask(f"Task {job.type!r}: backend {alias!r} is not a QuickworkerBackend.")
     if (task.backend, task.priority, task.queue_name) != (alias, job.priority, job.queue):
         task = task.using(backend=alias, priority=job.priority, queue_name=job.queue)
-    return task, alias
+    return task, backend
 
 
-def task_of(job: WorkerJob) -> tuple[Task, str]:
+def task_of(job: WorkerJob) -> tuple[Task, QuickworkerBackend]:
     """``resolve_task`` for results: a row that is not a task's has no result."""
     try:
         return resolve_task(job)
