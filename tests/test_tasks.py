@@ -1,6 +1,7 @@
 """The Tasks framework backend in the caller's process: enqueueing, validation, options,
 and results read from rows (runs by real workers are in test_tasks_runworkers.py)."""
 
+import inspect
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -309,3 +310,27 @@ def test_the_worker_runs_only_tasks_of_aliases_that_use_this_backend(options_bac
         pytest.raises(InvalidTask, match="'elsewhere' is not a QuickworkerBackend"),
     ):
         run_task(JobContext(row))
+
+
+# Django 6.1 and the backport pass @task's extra keyword arguments to the task class.
+FORWARDS_OPTIONS = any(
+    parameter.kind is inspect.Parameter.VAR_KEYWORD
+    for parameter in inspect.signature(task).parameters.values()
+)
+
+
+def test_task_takes_our_options_where_the_framework_forwards_them(options_backend: Any) -> None:
+    with options_backend({}):
+        if not FORWARDS_OPTIONS:  # Django 6.0: aliases and OPTIONS instead (docs/tasks.rst)
+            with pytest.raises(TypeError, match="timeout"):
+                task(backend="opts", timeout=5)(options_task)
+            return
+        defined = task(backend="opts", timeout=5, max_attempts=3, retry_backoff="exponential")(
+            options_task
+        )
+        row = WorkerJob.objects.get(pk=defined.enqueue().id)
+    assert (row.timeout, row.max_attempts, row.retry_backoff) == (
+        timedelta(seconds=5),
+        3,
+        "exponential",
+    )
