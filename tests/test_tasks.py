@@ -317,17 +317,18 @@ FORWARDS_OPTIONS = any(
     parameter.kind is inspect.Parameter.VAR_KEYWORD
     for parameter in inspect.signature(task).parameters.values()
 )
+task_with_options: Any = task  # django-stubs describe Django 6.0's @task, without them
 
 
 def test_task_takes_our_options_where_the_framework_forwards_them(options_backend: Any) -> None:
     with options_backend({}):
         if not FORWARDS_OPTIONS:  # Django 6.0: aliases and OPTIONS instead (docs/tasks.rst)
             with pytest.raises(TypeError, match="timeout"):
-                task(backend="opts", timeout=5)(options_task)
+                task_with_options(backend="opts", timeout=5)(options_task)
             return
-        defined = task(backend="opts", timeout=5, max_attempts=3, retry_backoff="exponential")(
-            options_task
-        )
+        defined = task_with_options(
+            backend="opts", timeout=5, max_attempts=3, retry_backoff="exponential"
+        )(options_task)
         row = WorkerJob.objects.get(pk=defined.enqueue().id)
     assert (row.timeout, row.max_attempts, row.retry_backoff) == (
         timedelta(seconds=5),
