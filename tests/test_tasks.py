@@ -2,6 +2,7 @@
 and results read from rows (runs by real workers are in test_tasks_runworkers.py)."""
 
 import inspect
+import sys
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,7 @@ from django_quickworker.context import JobContext
 from django_quickworker.cron import ensure_cron_jobs
 from django_quickworker.models import Status, WorkerJob
 from django_quickworker.registry import JobRegistry, registry
-from django_quickworker.tasks import QuickworkerBackend, QuickworkerTask
+from django_quickworker.tasks import QuickworkerBackend, QuickworkerTask, discover_tasks
 from django_quickworker.tasks.framework import (
     InvalidTask,
     InvalidTaskBackend,
@@ -335,3 +336,15 @@ def test_task_takes_our_options_where_the_framework_forwards_them(options_backen
         3,
         "exponential",
     )
+
+
+def test_workers_import_the_modules_options_name(
+    options_backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = "tests.test_tasks_runworkers"
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    monkeypatch.delitem(registry._types, f"{module}.undiscovered", raising=False)
+    with options_backend({"MODULES": [module]}):
+        discover_tasks()
+    assert module in sys.modules
+    assert f"{module}.undiscovered" in registry

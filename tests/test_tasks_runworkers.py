@@ -9,13 +9,18 @@ from django.utils import timezone
 from demo import tasks
 from django_quickworker import submit_job
 from django_quickworker.models import WorkerJob
-from django_quickworker.tasks.framework import TaskResult, TaskResultStatus
+from django_quickworker.tasks.framework import TaskResult, TaskResultStatus, task
 from django_quickworker.tasks.results import TaskInterrupted
 from tests.conftest import StartRunworkers, wait_until
 
 FAST = {"QUICKWORKER": '{"POLL_INTERVAL": 0.1}'}
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@task
+def undiscovered() -> None:
+    """A task no worker imports: its module is neither an app's tasks.py nor in MODULES."""
 
 
 def finished(result: TaskResult, timeout: float = 30) -> TaskResult:
@@ -185,3 +190,13 @@ def test_signals_are_sent_in_the_worker_with_the_frameworks_logging(
     ]:
         assert line in runner.output
     assert "ValueError: demo fail: logged" in runner.output  # logged with its exception
+
+
+def test_a_task_no_worker_knows_waits_while_the_rest_run(start_runworkers: StartRunworkers) -> None:
+    waiting = undiscovered.enqueue()
+    known = tasks.add.enqueue(1, 2)
+    runner = start_runworkers("--workers", "1", "--burst")
+    assert runner.wait() == 0, runner.output
+    waiting.refresh()
+    known.refresh()
+    assert (waiting.status, known.status) == (TaskResultStatus.READY, TaskResultStatus.SUCCESSFUL)
