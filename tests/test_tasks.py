@@ -24,6 +24,7 @@ from django_quickworker.tasks.framework import (
     InvalidTask,
     InvalidTaskBackend,
     TaskResultDoesNotExist,
+    TaskResultMismatch,
     TaskResultStatus,
     task,
     task_backends,
@@ -153,6 +154,13 @@ def test_unknown_result_ids_do_not_exist() -> None:
     for result_id in ("999999", "not-a-number", str(job_row.pk)):
         with pytest.raises(TaskResultDoesNotExist):
             task_backends["default"].get_result(result_id)
+
+
+def test_a_task_reads_only_its_own_results() -> None:
+    result = tasks.echo.enqueue()
+    assert tasks.echo.get_result(result.id).task.func is tasks.echo.func
+    with pytest.raises(TaskResultMismatch, match=r"demo\.tasks\.echo"):
+        tasks.add.get_result(result.id)
 
 
 def _finish(row: WorkerJob, status: str, **fields: Any) -> None:
