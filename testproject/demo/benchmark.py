@@ -151,14 +151,23 @@ def enqueue_single(count: int, on_duplicate_tag: OnDuplicateTag) -> float:
     return count / (time.perf_counter() - started)
 
 
-def enqueue_tasks(count: int) -> float:
-    """``count`` ``task.enqueue()`` calls of the ``@task`` no-op, each its own transaction."""
-    started = time.perf_counter()
-    ids = [demo_tasks.noop.enqueue().id for _ in range(count)]
-    rate = count / (time.perf_counter() - started)
+def enqueue_side_by_side(count: int, chunk: int = 100) -> tuple[float, float]:
+    """``count`` ``submit_job`` calls and ``count`` ``task.enqueue()`` calls of the ``@task``
+    no-op, each its own transaction, alternating in chunks so that both see the same load.
+    Returns both rates, per second."""
+    spent = {"submit_job": 0.0, "enqueue": 0.0}
+    ids = []
+    for start in range(0, count, chunk):
+        started = time.perf_counter()
+        for i in range(start, min(start + chunk, count)):
+            submit_job(tag=f"{TAG}side:{i}", type="demo.noop", on_duplicate_tag="allow")
+        between = time.perf_counter()
+        ids += [demo_tasks.noop.enqueue().id for _ in range(start, min(start + chunk, count))]
+        spent["submit_job"] += between - started
+        spent["enqueue"] += time.perf_counter() - between
     for start in range(0, count, CHUNK):
-        delete(ids[start : start + CHUNK])  # the task's own tag, not the benchmark's
-    return rate
+        delete(ids[start : start + CHUNK])  # the task's rows have its own tag, not ours
+    return count / spent["submit_job"], count / spent["enqueue"]
 
 
 def enqueue_ceiling(count: int) -> float:

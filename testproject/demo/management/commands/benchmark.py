@@ -81,14 +81,15 @@ def tasks_against_jobs(jobs: int, workers: int, rounds: int) -> dict[str, Any]:
     """Django's Tasks API beside ours, alternating, ``rounds`` times: ``task.enqueue()``
     against ``submit_job``, and ``@task`` no-ops drained against ``@job`` no-ops."""
     measured = []
-    for _ in range(rounds):
-        submit = benchmark.enqueue_single(2000, "allow")
-        enqueue = benchmark.enqueue_tasks(2000)
+    for round_number in range(rounds):
+        submit, enqueue = benchmark.enqueue_side_by_side(2000)
         benchmark.clear()
-        job = benchmark.throughput(jobs, workers, "job-noops")
-        benchmark.clear()
-        task = benchmark.throughput(jobs, workers, "task-noops", kind="task")
-        benchmark.clear()
+        drained = {}
+        # Each kind goes first in every other round, so that neither gains from its place.
+        for kind in ("job", "task") if round_number % 2 == 0 else ("task", "job"):
+            drained[kind] = benchmark.throughput(jobs, workers, f"{kind}-noops", kind=kind)
+            benchmark.clear()
+        job, task = drained["job"], drained["task"]
         measured.append(
             {
                 "submit_job": submit,
