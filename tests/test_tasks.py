@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from asgiref.sync import async_to_sync
 from django.db import transaction
+from django.test import Client
 from django.test.utils import override_settings
 from django.utils import timezone
 
@@ -161,6 +162,16 @@ def test_a_task_reads_only_its_own_results() -> None:
     assert tasks.echo.get_result(result.id).task.func is tasks.echo.func
     with pytest.raises(TaskResultMismatch, match=r"demo\.tasks\.echo"):
         tasks.add.get_result(result.id)
+
+
+def test_the_admin_lists_and_filters_tasks_by_their_module_path(admin_client: Client) -> None:
+    result = tasks.add.enqueue(1, 2)
+    submit_job(tag="plain", type="demo.add")
+    page = admin_client.get("/admin/quickworker/workerjob/", {"type": "demo.tasks.add"})
+    assert page.status_code == 200
+    assert list(page.context["cl"].result_list) == [WorkerJob.objects.get(pk=result.id)]
+    detail = admin_client.get(f"/admin/quickworker/workerjob/{result.id}/change/")
+    assert "demo.tasks.add" in detail.content.decode()
 
 
 def _finish(row: WorkerJob, status: str, **fields: Any) -> None:
