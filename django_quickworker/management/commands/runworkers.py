@@ -18,6 +18,7 @@ from django_quickworker.finish import DATABASE_UNAVAILABLE
 from django_quickworker.models import WorkerJob
 from django_quickworker.registry import registry, validate_queue
 from django_quickworker.supervisor import Supervisor
+from django_quickworker.tasks import discover_tasks
 from django_quickworker.worker import configure_logging
 
 
@@ -145,6 +146,7 @@ class Command(BaseCommand):
             return
         check_schema(router.db_for_write(WorkerJob))
         configure_logging(level)
+        discover_tasks()  # before the banner lists the job types and cron declares them
         web_server = self.web_server(options["serve"], level)
         self.stdout.write(self.banner(workers, options["queues"], options["serve"]))
         supervisor = Supervisor(
