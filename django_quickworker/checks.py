@@ -7,9 +7,10 @@ from typing import Any
 from django.apps import AppConfig
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections, router
+from django.db import router
 
 from django_quickworker.conf import conf
+from django_quickworker.databases import UnsupportedDatabase, database
 from django_quickworker.models import WorkerJob
 
 # Readings of the QUICKWORKER settings; each raises ImproperlyConfigured naming a bad value.
@@ -79,22 +80,12 @@ def _short_lease() -> list[CheckMessage]:
 
 
 @register()
-def check_sqlite_transaction_mode(
-    app_configs: Sequence[AppConfig] | None, **kwargs: Any
+def check_database(
+    app_configs: Sequence[AppConfig] | None, databases: Sequence[str] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """Warn when SQLite transactions start deferred, which makes concurrent writers fail."""
+    """Refuse a database the app cannot run on; run that database's own checks."""
     alias = router.db_for_write(WorkerJob)
-    connection = connections[alias]
-    if connection.vendor != "sqlite":
-        return []
-    mode = connection.settings_dict.get("OPTIONS", {}).get("transaction_mode")
-    if isinstance(mode, str) and mode.upper() == "IMMEDIATE":  # Django accepts any case
-        return []
-    return [
-        Warning(
-            f"The SQLite database {alias!r} starts transactions in {mode or 'DEFERRED'} mode, "
-            "so workers and submissions writing at once fail with 'database is locked'.",
-            hint=f"Set DATABASES[{alias!r}]['OPTIONS']['transaction_mode'] = 'IMMEDIATE'.",
-            id="quickworker.W001",
-        )
-    ]
+    try:
+        return database(alias).check(databases)
+    except UnsupportedDatabase as error:
+        return [Error(str(error), id="quickworker.E005")]

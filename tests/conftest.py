@@ -23,8 +23,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from django_quickworker.databases.postgresql import NOTIFY_CHANNEL
 from django_quickworker.registry import JobRegistry, registry
-from django_quickworker.submit import NOTIFY_CHANNEL
 
 VENDOR_MARKERS = {"postgresql", "sqlite"}
 T = TypeVar("T")

@@ -13,7 +13,7 @@ from django.core.checks import Error, Warning, run_checks
 from django.db import connections
 from django.test import override_settings
 
-from django_quickworker.checks import check_configuration, check_sqlite_transaction_mode
+from django_quickworker.checks import check_configuration, check_database
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,7 +57,7 @@ def test_bad_worker_log_level_is_e002(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_both_environment_errors_are_reported_together(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WORKER_COUNT", "0")
+    monkeypatch.setenv("WORKER_COUNT", "-1")
     monkeypatch.setenv("WORKER_LOG_LEVEL", "verbose")
 
     assert [m.id for m in check_configuration(None)] == ["quickworker.E001", "quickworker.E002"]
@@ -130,7 +130,7 @@ def test_sqlite_in_immediate_mode_passes(sqlite_options: dict[str, Any], mode: s
     # Django accepts the mode in any case (it upper-cases it), so the check must too.
     sqlite_options["transaction_mode"] = mode
 
-    assert check_sqlite_transaction_mode(None) == []
+    assert check_database(None) == []
 
 
 @pytest.mark.sqlite
@@ -147,7 +147,7 @@ def test_sqlite_without_immediate_mode_is_w001(sqlite_options: dict[str, Any]) -
 @pytest.mark.postgresql
 def test_postgresql_needs_no_transaction_mode() -> None:
     assert connections["default"].vendor == "postgresql"
-    assert check_sqlite_transaction_mode(None) == []
+    assert check_database(None) == []
 
 
 def test_manage_py_check_reports_every_bad_value_at_once() -> None:

@@ -21,9 +21,14 @@ from django_quickworker.worker import configure_logging
 
 def worker_count(value: str) -> int:
     try:
-        return parse_worker_count(value)
-    except ImproperlyConfigured as error:
-        raise argparse.ArgumentTypeError(str(error).replace("WORKER_COUNT", "--workers")) from None
+        count = parse_worker_count(value)
+    except ImproperlyConfigured:
+        count = 0
+    if count < 1:  # WORKER_COUNT=0 means "no workers here"; asking for none makes no sense
+        raise argparse.ArgumentTypeError(
+            f"--workers={value!r} is invalid; use 'cpus' or a positive integer."
+        )
+    return count
 
 
 def queue_list(value: str) -> list[str]:
@@ -107,6 +112,9 @@ class Command(BaseCommand):
             level = options["log_level"] or self.level_from_verbosity(options["verbosity"])
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from None
+        if not workers and not options["serve"]:
+            self.stdout.write("WORKER_COUNT is 0: no workers to run here. Exiting.")
+            return
         configure_logging(level)
         web_server = self.web_server(options["serve"], level)
         self.stdout.write(self.banner(workers, options["queues"], options["serve"]))
