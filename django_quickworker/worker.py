@@ -155,7 +155,15 @@ class Worker:
     def run_job(self, job: WorkerJob) -> tuple[Outcome, float]:
         """Run ``job``; return its outcome and how long it took, in ms."""
         self.current = job
-        self.send("job-started", job_id=job.pk, timeout=_seconds(job.timeout), attempt=job.attempt)
+        self.send(
+            "job-started",
+            job_id=job.pk,
+            timeout=_seconds(job.timeout),
+            attempt=job.attempt,
+            type=job.type,
+            queue=job.queue,
+            wait=(job.started - job.due).total_seconds() if job.started else 0.0,
+        )
         tell_owner(job, "job.started", {"attempt": job.attempt})
         logger.info(
             "job started id=%s type=%s tag=%s attempt=%s", job.pk, job.type, job.tag, job.attempt
