@@ -33,7 +33,7 @@ class HealthCheck:
     async def problems(self) -> list[str]:
         """What is wrong, one sentence each; empty when the parent is healthy."""
         problems = [
-            f"The supervisor's {task.get_name()} loop has stopped."
+            f"The supervisor's loop {loop_name(task)} has stopped."
             for task in self.supervisor.loops
             if task.done()
         ]
@@ -61,6 +61,11 @@ class HealthCheck:
 
     def close(self) -> None:
         self.thread.shutdown(wait=False)
+
+
+def loop_name(task: "asyncio.Task[None]") -> str:
+    coroutine = task.get_coro()
+    return str(getattr(coroutine, "__qualname__", coroutine))
 
 
 def select_one() -> None:

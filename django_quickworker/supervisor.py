@@ -131,7 +131,7 @@ class Supervisor:
         tasks = [self.tick(), self.maintain_leases(), self.watch_cancellations(), self.relay.run()]
         if connections[router.db_for_write(WorkerJob)].vendor == "postgresql":
             tasks.append(self.listen())
-        running = [self.loop.create_task(task, name=task.__name__) for task in tasks]
+        running = [self.loop.create_task(task) for task in tasks]
         self.loops = list(running)
         if self.monitor_address:
             monitor = self.start_monitor(*self.monitor_address)
