@@ -41,6 +41,7 @@ from django_quickworker.notifications import notify_user, route_to_parent
 from django_quickworker.payload import storable_text, validate_payload
 from django_quickworker.registry import registry
 from django_quickworker.schedule import to_timedelta
+from django_quickworker.sentry import report_failure
 
 logger = logging.getLogger(__name__)
 
@@ -260,6 +261,7 @@ def execute(job: WorkerJob) -> Outcome:
             error,
             exc_info=True,
         )
+        report_failure(job, error)
         message = storable_text(str(error)) or type(error).__name__
         return Outcome(
             False,

@@ -44,7 +44,8 @@ def test_healthz_names_a_database_that_does_not_answer(
     assert health(port) == (200, {"status": "ok", "problems": []})
 
     cluster.stop("fast")
-    code, body = wait_until(lambda: (health(port)[0] == 503) and health(port), what="a 503")
+    wait_until(lambda: health(port)[0] == 503, what="a 503")
+    code, body = health(port)
     assert code == 503 and body["status"] == "unhealthy", body
     assert any(problem.startswith("The database does not answer: ") for problem in body["problems"])
     # With the database down, the parent's heartbeat stops too, and it says so after a lease.
