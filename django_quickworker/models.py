@@ -160,6 +160,12 @@ class WorkerJob(models.Model):
         help_text=_("How long to keep the row after it finishes; empty for the default."),
     )
     remove_at = models.DateTimeField(_("remove at"), null=True, blank=True)
+    trace_context = models.JSONField(
+        _("trace context"),
+        null=True,
+        blank=True,
+        help_text=_("The OpenTelemetry trace it was submitted in (W3C traceparent)."),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 

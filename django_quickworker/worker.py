@@ -42,6 +42,7 @@ from django_quickworker.payload import storable_text, validate_payload
 from django_quickworker.registry import registry
 from django_quickworker.schedule import to_timedelta
 from django_quickworker.sentry import report_failure
+from django_quickworker.tracing import job_span, record_exception
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +171,9 @@ class Worker:
             "job started id=%s type=%s tag=%s attempt=%s", job.pk, job.type, job.tag, job.attempt
         )
         started = time.monotonic()
-        outcome = execute(job)
+        with job_span(job) as span:
+            outcome = execute(job)
+            span.end_with(outcome)
         return outcome, (time.monotonic() - started) * 1000
 
     def report_finished(self, job: WorkerJob, outcome: Outcome, elapsed_ms: float) -> None:
@@ -262,6 +265,7 @@ def execute(job: WorkerJob) -> Outcome:
             exc_info=True,
         )
         report_failure(job, error)
+        record_exception(error)
         message = storable_text(str(error)) or type(error).__name__
         return Outcome(
             False,

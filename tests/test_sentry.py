@@ -63,6 +63,8 @@ def test_each_failed_attempt_is_one_sentry_event(
         context = event["contexts"]["job"]
         assert context["id"] == row.pk and context["attempt"] == row.attempt
         assert context["type"] == "demo.fail" and context["max_attempts"] == 2
-        # Sentry trims the data as it trims all extra data: the first ten keys of 31.
-        assert event["extra"]["job_data"] == dict(list(data.items())[:10])
+        # Sentry trims the data as it trims all extra data: ten keys of the 31 (which ten
+        # depends on the database: PostgreSQL's jsonb orders keys its own way).
+        trimmed = event["extra"]["job_data"]
+        assert len(trimmed) == 10 and trimmed.items() <= data.items(), trimmed
     assert rows[0].pk == failing.pk
