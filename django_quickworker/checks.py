@@ -1,14 +1,16 @@
 """System checks: configuration mistakes show up in ``manage.py check``."""
 
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from django.apps import AppConfig
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections, router
+from django.db import router
 
 from django_quickworker.conf import conf
+from django_quickworker.databases import UnsupportedDatabase, database
 from django_quickworker.models import WorkerJob
 
 # Readings of the QUICKWORKER settings; each raises ImproperlyConfigured naming a bad value.
@@ -27,19 +29,26 @@ SETTING_READINGS: list[Callable[[], object]] = [
 ]
 
 
+# The parent renews its jobs' leases every LEASE/4, so a renewal may come up to 3/4 of LEASE
+# late before other hosts rescue the job. Below this, an ordinary hiccup (a slow query, a
+# database failover, a loaded host, SQLite waiting for its write lock) is that late.
+MIN_LEASE = timedelta(seconds=10)
+
+
 @register()
 def check_configuration(
     app_configs: Sequence[AppConfig] | None, **kwargs: Any
 ) -> list[CheckMessage]:
     """Report every environment variable and QUICKWORKER setting that cannot be used."""
-    errors = _errors("quickworker.E001", lambda: conf.worker_count)
-    errors += _errors("quickworker.E002", lambda: conf.worker_log_level)
+    messages = _errors("quickworker.E001", lambda: conf.worker_count)
+    messages += _errors("quickworker.E002", lambda: conf.worker_log_level)
     shape_errors = _errors("quickworker.E003", conf.user_settings)
-    if shape_errors:  # a malformed QUICKWORKER dict leaves no setting to check
-        return errors + shape_errors
+    if shape_errors:  # a QUICKWORKER that is no dict leaves no setting to check
+        return messages + shape_errors
+    messages += _errors("quickworker.E003", conf.refuse_unknown_keys)
     for read in SETTING_READINGS:
-        errors += _errors("quickworker.E004", read)
-    return errors
+        messages += _errors("quickworker.E004", read)
+    return messages + _short_lease()
 
 
 def _errors(check_id: str, read: Callable[[], object]) -> list[CheckMessage]:
@@ -50,23 +59,33 @@ def _errors(check_id: str, read: Callable[[], object]) -> list[CheckMessage]:
     return []
 
 
-@register()
-def check_sqlite_transaction_mode(
-    app_configs: Sequence[AppConfig] | None, **kwargs: Any
-) -> list[CheckMessage]:
-    """Warn when SQLite transactions start deferred, which makes concurrent writers fail."""
-    alias = router.db_for_write(WorkerJob)
-    connection = connections[alias]
-    if connection.vendor != "sqlite":
-        return []
-    mode = connection.settings_dict.get("OPTIONS", {}).get("transaction_mode")
-    if isinstance(mode, str) and mode.upper() == "IMMEDIATE":  # Django accepts any case
+def _short_lease() -> list[CheckMessage]:
+    try:
+        lease = conf.lease
+    except ImproperlyConfigured:
+        return []  # reported as E004
+    if lease >= MIN_LEASE:
         return []
     return [
         Warning(
-            f"The SQLite database {alias!r} starts transactions in {mode or 'DEFERRED'} mode, "
-            "so workers and submissions writing at once fail with 'database is locked'.",
-            hint=f"Set DATABASES[{alias!r}]['OPTIONS']['transaction_mode'] = 'IMMEDIATE'.",
-            id="quickworker.W001",
+            f"QUICKWORKER['LEASE']={conf.user_settings()['LEASE']!r} is too short to renew "
+            f"reliably: runworkers renews leases every LEASE/4, and a renewal "
+            f"{lease.total_seconds() * 3 / 4:g} s late lets other hosts rescue jobs that are "
+            "still running, which then run twice.",
+            hint=f"Use a LEASE of at least {MIN_LEASE.total_seconds():g} seconds "
+            "(the default is 60).",
+            id="quickworker.W002",
         )
     ]
+
+
+@register()
+def check_database(
+    app_configs: Sequence[AppConfig] | None, databases: Sequence[str] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Refuse a database the app cannot run on; run that database's own checks."""
+    alias = router.db_for_write(WorkerJob)
+    try:
+        return database(alias).check(databases)
+    except UnsupportedDatabase as error:
+        return [Error(str(error), id="quickworker.E005")]

@@ -34,13 +34,17 @@ DEFAULTS: dict[str, Any] = {
 
 #: Environment variables and their defaults.
 ENV_DEFAULTS: dict[str, str] = {
-    "WORKER_COUNT": "1",  # "cpus" (one per core) or a positive integer
-    "WORKER_LOG_LEVEL": "info",  # debug, info, warning or error
+    "WORKER_COUNT": "1",  # "cpus" (one per core) or an integer; 0 runs no workers
+    "WORKER_LOG_LEVEL": "info",  # debug, info, warning or error (also trace and warn)
 }
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# QuickDapp's names for levels Python calls otherwise (it has no trace level).
+LOG_LEVEL_ALIASES = {"trace": "debug", "warn": "warning"}
 # Channels group names allow these characters and fewer than 100 of them.
 GROUP_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,50}")
+
+MAX_INT = 2**31 - 1  # the largest value of an integer column on every database
 
 env = environ.Env()
 
@@ -115,25 +119,34 @@ class Conf:
         return self._positive_int("MAX_MESSAGE_BYTES")
 
     def user_settings(self) -> dict[str, Any]:
-        """Return the ``QUICKWORKER`` dict, refusing a non-dict or unknown keys."""
+        """Return the ``QUICKWORKER`` dict, refusing a non-dict.
+
+        Unknown keys do not stop the known ones from being read: the system checks report
+        them (:meth:`refuse_unknown_keys`) beside every bad value, all at once.
+        """
         value = getattr(settings, "QUICKWORKER", {})
         if not isinstance(value, dict):
             raise ImproperlyConfigured(f"QUICKWORKER={value!r} must be a dict.")
-        unknown = sorted(set(value) - set(DEFAULTS), key=repr)
+        return value
+
+    def refuse_unknown_keys(self) -> None:
+        """Raise ImproperlyConfigured naming the ``QUICKWORKER`` keys that are no setting."""
+        unknown = sorted(set(self.user_settings()) - set(DEFAULTS), key=repr)
         if unknown:
             raise ImproperlyConfigured(
                 f"QUICKWORKER has unknown keys {unknown!r}; known keys are {sorted(DEFAULTS)!r}."
             )
-        return value
 
     def _get(self, name: str) -> Any:
         return self.user_settings().get(name, DEFAULTS[name])
 
     def _positive_int(self, name: str) -> int:
         value = self._get(name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        # The cap is an integer column's (max_attempts is copied into one) and SQL LIMIT's.
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_INT:
             raise ImproperlyConfigured(
-                f"QUICKWORKER[{name!r}]={value!r} is invalid; use a positive integer."
+                f"QUICKWORKER[{name!r}]={value!r} is invalid; use a positive integer of at "
+                f"most {MAX_INT}."
             )
         return value
 
@@ -151,24 +164,27 @@ class Conf:
 
 
 def parse_worker_count(raw: str) -> int:
-    """Read a worker count: "cpus" (one per core) or a positive integer."""
+    """Read a worker count: "cpus" (one per core) or an integer of 0 or more.
+
+    0 is QuickDapp's way to say that a process (a web server) runs no workers.
+    """
     value = raw.strip()
     if value == "cpus":
         return os.cpu_count() or 1
-    if not (value.isascii() and value.isdigit()) or int(value) < 1:
+    if not (value.isascii() and value.isdigit()):
         raise ImproperlyConfigured(
-            f"WORKER_COUNT={raw!r} is invalid; use 'cpus' or a positive integer."
+            f"WORKER_COUNT={raw!r} is invalid; use 'cpus' or an integer of 0 or more."
         )
     return int(value)
 
 
 def parse_log_level(raw: str) -> str:
-    """Read a log level name, in any case."""
+    """Read a log level name, in any case; QuickDapp's trace and warn are debug and warning."""
     level = raw.strip().lower()
+    level = LOG_LEVEL_ALIASES.get(level, level)
     if level not in LOG_LEVELS:
-        raise ImproperlyConfigured(
-            f"WORKER_LOG_LEVEL={raw!r} is invalid; use one of {', '.join(LOG_LEVELS)}."
-        )
+        names = ", ".join([*LOG_LEVELS, *LOG_LEVEL_ALIASES])
+        raise ImproperlyConfigured(f"WORKER_LOG_LEVEL={raw!r} is invalid; use one of {names}.")
     return level
 
 

@@ -31,7 +31,7 @@ class UnknownJobType(InvalidJobError, LookupError):
 
 
 class InvalidJobData(InvalidJobError):
-    """Job data does not survive a round trip through JSON."""
+    """Job data does not survive a round trip through JSON and the database (see payload.py)."""
 
 
 class InvalidCronSchedule(InvalidJobError):
@@ -39,11 +39,11 @@ class InvalidCronSchedule(InvalidJobError):
 
 
 class InvalidDuration(InvalidJobError):
-    """A delay, timeout or retention is negative or not a duration."""
+    """A delay, timeout or retention is negative, longer than 100 years or not a duration."""
 
 
 class InvalidDue(InvalidJobError):
-    """The due time is naive, or given together with a delay."""
+    """The due time is naive, out of range (1900 to 9000), or given together with a delay."""
 
 
 class InvalidUser(InvalidJobError):

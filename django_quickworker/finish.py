@@ -12,18 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connections, router, transaction
+from django.db import router, transaction
 from django.utils import timezone
 
-from django_quickworker.claim import (
-    claim_next,
-    claim_statement,
-    db_time,
-    fetch_rows,
-    row_to_job,
-)
+from django_quickworker.claim import claim_next
 from django_quickworker.conf import conf
 from django_quickworker.cron import schedule_next_occurrence
+from django_quickworker.databases import database
+from django_quickworker.databases.base import Claim
 from django_quickworker.models import Backoff, Status, WorkerJob, WorkerJobQuerySet
 from django_quickworker.submit import resubmit
 
@@ -72,38 +68,30 @@ def finish_job(
 
 
 def finish_and_claim_next(
-    job: WorkerJob, outcome: Outcome, queues: Sequence[str] | None, lease: timedelta
+    job: WorkerJob,
+    outcome: Outcome,
+    queues: Sequence[str] | None,
+    lease: timedelta,
+    types: Sequence[str] | None = None,
 ) -> WorkerJob | None:
-    """Finish ``job``, then claim its worker's next job, or return None.
+    """Finish ``job``, then claim its worker's next job (of ``queues`` and ``types``), or
+    return None.
 
-    On PostgreSQL, when the finish needs no retry or next occurrence (nearly always), both
-    happen in one statement: one round trip and one commit per job instead of two, which is
-    most of what a job costs the queue.
+    When the finish needs no retry or next occurrence (nearly always), databases that can
+    do both at once (one statement on PostgreSQL) do.
     """
-    alias = router.db_for_write(WorkerJob)
-    connection = connections[alias]
+    db = database(router.db_for_write(WorkerJob))
     now = timezone.now()
     needs_more = _retry_due(job, outcome, now) is not None or bool(job.cron_schedule)
-    if needs_more or connection.vendor != "postgresql":
+    if needs_more or not db.finishes_and_claims_at_once:
         finish_job(job, outcome)
-        return claim_next(job.worker, queues, lease)
+        return claim_next(job.worker, queues, lease, types)
     changes = _finish_changes(job, outcome, now)
-    table = connection.ops.quote_name(WorkerJob._meta.db_table)
-    assignments = ", ".join(f"{connection.ops.quote_name(name)} = %s" for name in changes)
-    fields = {field.name: field for field in WorkerJob._meta.concrete_fields}
-    values = [fields[name].get_db_prep_save(value, connection) for name, value in changes.items()]
-    claim_sql, claim_params = claim_statement(alias, job.worker, queues, lease)
-    sql = (
-        f"WITH finished AS (UPDATE {table} SET {assignments}, updated_at = %s "
-        f"WHERE id = %s AND worker = %s AND attempt = %s AND status = %s RETURNING id), "
-        f"claimed AS ({claim_sql} RETURNING *) "
-        "SELECT claimed.*, (SELECT count(*) FROM finished) AS finished_rows "
-        "FROM (SELECT 1) AS one LEFT JOIN claimed ON true"
+    finished, claimed = db.finish_and_claim(
+        job, changes, now, Claim(job.worker, queues, types, lease)
     )
-    params = [*values, db_time(now, alias), job.pk, job.worker, job.attempt, Status.RUNNING]
-    (row,) = fetch_rows(sql, [*params, *claim_params], alias)
-    _landed(job, changes, row.pop("finished_rows"))
-    return row_to_job(row, alias) if row["id"] is not None else None
+    _landed(job, changes, finished)
+    return claimed
 
 
 def backoff(job: WorkerJob) -> timedelta:

@@ -1,6 +1,6 @@
 """Is this ``runworkers`` parent healthy? What ``/healthz`` answers.
 
-Healthy means: each of the parent's loops is still running, its last heartbeat (written by
+Healthy means: none of the parent's loops has died of an exception, its last heartbeat (written by
 the lease loop on the database thread) is younger than a lease, and the database answers a
 ``SELECT 1`` within a few seconds, asked from a thread of the check's own.
 """
@@ -33,9 +33,9 @@ class HealthCheck:
     async def problems(self) -> list[str]:
         """What is wrong, one sentence each; empty when the parent is healthy."""
         problems = [
-            f"The supervisor's loop {loop_name(task)} has stopped."
+            f"The supervisor's loop {loop_name(task)} died: {task.exception()!r}."
             for task in self.supervisor.loops
-            if task.done()
+            if task.done() and not task.cancelled() and task.exception()
         ]
         since_heartbeat = time.monotonic() - self.supervisor.last_heartbeat
         lease = conf.lease.total_seconds()

@@ -1,15 +1,17 @@
 """The queue: one ``WorkerJob`` row per job, from scheduled to finished."""
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import models, router, transaction
 from django.db.models import Case, ExpressionWrapper, F, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from django_quickworker.conf import conf
+from django_quickworker.registry import registry
 
 
 class Status(models.TextChoices):
@@ -77,6 +79,67 @@ class WorkerJobQuerySet(models.QuerySet["WorkerJob"]):
             remove_at=_remove_at(now, conf.retain_failed),
             updated_at=now,
         )
+
+    # What an operator may do to which jobs: the admin's actions change these rows, and a
+    # job's page offers an action where the job is among them.
+
+    def retryable(self) -> "WorkerJobQuerySet":
+        """Jobs an operator may retry: those that failed or were cancelled."""
+        return self.filter(status__in=[Status.FAILED, Status.CANCELLED])
+
+    def cancellable(self) -> "WorkerJobQuerySet":
+        """Jobs an operator may cancel: scheduled, or running and not yet asked to stop."""
+        return self.filter(
+            Q(status=Status.SCHEDULED) | Q(status=Status.RUNNING, cancel_requested__isnull=True)
+        )
+
+    def run_now(self) -> int:
+        """Make the scheduled jobs among these that are not due yet due now, and wake their
+        workers; return how many."""
+        from django_quickworker.submit import wake_workers  # submit imports this module
+
+        now = timezone.now()
+        alias = router.db_for_write(self.model)
+        with transaction.atomic(using=alias):
+            later = self.scheduled().filter(due__gt=now)
+            queues = set(later.values_list("queue", flat=True).distinct())
+            moved = later.update(due=now, updated_at=now)
+            wake_workers(queues, alias)
+        return moved
+
+    def retry(self, limit: int) -> "Retries":
+        """Resubmit, due now, the retryable jobs among these (at most ``limit``, oldest
+        first) that have no retry waiting or running and whose type is still registered."""
+        from django_quickworker.submit import resubmit  # submit imports this module
+
+        candidates = list(self.retryable().order_by("pk")[:limit])
+        over_limit = self.retryable().count() - limit if len(candidates) == limit else 0
+        pending = set(
+            WorkerJob.objects.filter(
+                rescheduled_from__in=[job.pk for job in candidates],
+                status__in=[Status.SCHEDULED, Status.RUNNING],
+            ).values_list("rescheduled_from", flat=True)
+        )
+        fresh = [job for job in candidates if job.pk not in pending]
+        now = timezone.now()
+        with transaction.atomic(using=router.db_for_write(self.model)):
+            written = [resubmit(job, due=now) for job in fresh if job.type in registry]
+        return Retries(
+            written=written,
+            already_pending=len(pending),
+            unregistered=len(fresh) - len(written),
+            over_limit=over_limit,
+        )
+
+    def request_cancel(self, reason: str) -> tuple[int, int]:
+        """Cancel the scheduled jobs among these with ``reason`` and ask the running ones to
+        stop (their runworkers ends them); return how many of each."""
+        now = timezone.now()
+        rows = self.cancellable()
+        with transaction.atomic(using=router.db_for_write(self.model)):
+            cancelled = rows.cancel(reason)
+            asked = rows.running().update(cancel_requested=now, updated_at=now)
+        return cancelled, asked
 
 
 def _remove_at(finished: datetime, default_retention: object) -> Case:
@@ -210,11 +273,32 @@ class WorkerJob(models.Model):
     def __str__(self) -> str:
         return f"{self.type} #{self.pk} ({self.tag})"
 
+    def retry_chain(self, limit: int) -> "list[WorkerJob]":
+        """The runs linked to this one by ``rescheduled_from``, oldest first, this one among
+        them; at most ``limit`` each way."""
+        earlier: list[WorkerJob] = []
+        current = self
+        while current.rescheduled_from_id is not None and len(earlier) < limit:
+            previous = WorkerJob.objects.filter(pk=current.rescheduled_from_id).first()
+            if previous is None:  # removed by cleanup
+                break
+            earlier.insert(0, previous)
+            current = previous
+        later: list[WorkerJob] = []
+        current = self
+        while len(later) < limit:
+            retries = list(WorkerJob.objects.filter(rescheduled_from=current).order_by("pk")[:2])
+            if not retries:
+                break
+            later.extend(retries)  # more than one only when an operator also retried it
+            current = retries[-1]
+        return [*earlier, self, *later]
+
 
 class WorkerProcessQuerySet(models.QuerySet["WorkerProcess"]):
     def alive(self) -> "WorkerProcessQuerySet":
         """Processes that sent a heartbeat within the last lease."""
-        return self.filter(heartbeat__gte=timezone.now() - conf.lease)
+        return self.filter(heartbeat__gte=alive_since(timezone.now()))
 
 
 class WorkerProcess(models.Model):
@@ -235,3 +319,22 @@ class WorkerProcess(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def is_alive(self, now: datetime) -> bool:
+        """Whether this process sent a heartbeat within the last lease."""
+        return self.heartbeat >= alive_since(now)
+
+
+def alive_since(now: datetime) -> datetime:
+    """The oldest heartbeat of a process still alive at ``now``: one lease ago."""
+    return now - conf.lease
+
+
+@dataclass(frozen=True)
+class Retries:
+    """What ``WorkerJobQuerySet.retry`` wrote, and how many jobs it passed over and why."""
+
+    written: list[WorkerJob]
+    already_pending: int  # had a retry waiting or running
+    unregistered: int  # of a type no running code registers
+    over_limit: int  # past the limit

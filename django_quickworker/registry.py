@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 
+from django_quickworker.conf import MAX_INT
 from django_quickworker.exceptions import InvalidJobTypeName, InvalidOption, UnknownJobType
 from django_quickworker.schedule import Duration, to_timedelta, validate_cron
 
@@ -155,7 +156,7 @@ def validate_queue(queue: object) -> str:
 
 def validate_priority(priority: object) -> int:
     """Return ``priority`` if it is an integer in the column's range, else raise InvalidOption."""
-    if not isinstance(priority, int) or isinstance(priority, bool) or abs(priority) > 2**31 - 1:
+    if not isinstance(priority, int) or isinstance(priority, bool) or abs(priority) > MAX_INT:
         raise InvalidOption(
             f"priority={priority!r} is invalid; use an integer (higher runs first)."
         )
@@ -163,11 +164,17 @@ def validate_priority(priority: object) -> int:
 
 
 def validate_max_attempts(max_attempts: object) -> int | None:
-    """Return ``max_attempts`` if it is None or a positive integer, else raise InvalidOption."""
+    """Return ``max_attempts`` if it is None or a positive integer that its column can hold,
+    else raise InvalidOption."""
     if max_attempts is not None and (
-        not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1
+        not isinstance(max_attempts, int)
+        or isinstance(max_attempts, bool)
+        or not 1 <= max_attempts <= MAX_INT
     ):
-        raise InvalidOption(f"max_attempts={max_attempts!r} is invalid; use a positive integer.")
+        raise InvalidOption(
+            f"max_attempts={max_attempts!r} is invalid; use a positive integer of at most "
+            f"{MAX_INT}."
+        )
     return max_attempts
 
 

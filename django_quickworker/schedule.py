@@ -7,13 +7,23 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from django_quickworker.exceptions import InvalidCronSchedule, InvalidDuration
+from django_quickworker.exceptions import InvalidCronSchedule, InvalidDue, InvalidDuration
 
 Duration = timedelta | int | float
 
+# Bounds that keep every time a job can reach storable. A job runs only once its due time
+# has come, so every time computed from a duration (lease end, retry, removal, next cron
+# tick) is the clock's now plus at most a few durations: with durations of at most 100
+# years and due times before the year 9000, none passes datetime's (and MySQL's) year 9999,
+# which would raise OverflowError in the middle of finishing a job.
+MAX_DURATION = timedelta(days=36525)  # 100 years
+MIN_DUE = datetime(1900, 1, 1, tzinfo=dt_timezone.utc)  # earlier is surely a typo
+MAX_DUE = datetime(9000, 1, 1, tzinfo=dt_timezone.utc)
+
 
 def to_timedelta(value: Duration, name: str) -> timedelta:
-    """Return ``value`` as a non-negative timedelta, or raise InvalidDuration naming ``name``."""
+    """Return ``value`` as a non-negative timedelta of at most MAX_DURATION, or raise
+    InvalidDuration naming ``name``."""
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, int | float) and not isinstance(value, bool):
@@ -24,7 +34,27 @@ def to_timedelta(value: Duration, name: str) -> timedelta:
         )
     if not math.isfinite(seconds) or seconds < 0:
         raise InvalidDuration(f"{name}={value!r} must be a finite duration of zero or more.")
+    if seconds > MAX_DURATION.total_seconds():
+        raise InvalidDuration(
+            f"{name}={value!r} is longer than the longest duration allowed, "
+            f"{MAX_DURATION.days} days (100 years)."
+        )
     return value if isinstance(value, timedelta) else timedelta(seconds=seconds)
+
+
+def check_due(due: datetime, name: str = "due") -> datetime:
+    """Return ``due`` if it lies between MIN_DUE and MAX_DUE, else raise InvalidDue naming it.
+
+    A naive ``due`` (``USE_TZ = False``) is compared as if it were UTC: the bounds are far
+    enough from any real time for the difference not to matter.
+    """
+    aware = due if due.tzinfo is not None else due.replace(tzinfo=dt_timezone.utc)
+    if not MIN_DUE <= aware <= MAX_DUE:
+        raise InvalidDue(
+            f"{name}={due!r} is out of range; due times lie between "
+            f"{MIN_DUE:%Y-%m-%d} and {MAX_DUE:%Y-%m-%d}."
+        )
+    return due
 
 
 def validate_cron(expression: str) -> str:
@@ -63,6 +93,15 @@ def next_cron_due(expression: str, after: datetime, time_zone: ZoneInfo) -> date
         if every_hour or not _repeated_wall_time(due, time_zone):
             break
     return due.astimezone(after.tzinfo) if after.tzinfo else due
+
+
+def next_runs(expression: str, after: datetime, time_zone: ZoneInfo, count: int) -> list[datetime]:
+    """Return the first ``count`` ticks of ``expression`` after ``after``, read in ``time_zone``."""
+    runs: list[datetime] = []
+    for _index in range(count):
+        after = next_cron_due(expression, after, time_zone)
+        runs.append(after)
+    return runs
 
 
 def _repeated_wall_time(moment: datetime, time_zone: ZoneInfo) -> bool:

@@ -6,17 +6,17 @@ Every query here stays cheap on a table of millions of rows: counts stop at
 the few scheduled, running or recently failed rows through their indexes.
 """
 
-import json
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connections, router
+from django.db import router
 from django.db.models import Min, QuerySet
 from django.utils import timezone
 
 from django_quickworker.conf import conf
+from django_quickworker.databases import database
 from django_quickworker.models import Status, WorkerJob, WorkerProcess
 
 COUNT_LIMIT = 10_000  # rows counted exactly; past this, an estimate or a lower bound
@@ -46,18 +46,10 @@ def count_rows(queryset: QuerySet[Any], limit: int = COUNT_LIMIT) -> RowCount:
     counted = queryset.order_by()[: limit + 1].count()
     if counted <= limit:
         return RowCount(counted)
-    estimate = estimate_rows(queryset)
+    estimate = database(queryset.db).estimate_rows(queryset)
     if estimate is None:
         return RowCount(limit + 1, is_exact=False)
     return RowCount(max(estimate, limit + 1), is_exact=False, is_estimate=True)
-
-
-def estimate_rows(queryset: QuerySet[Any]) -> int | None:
-    """The planner's row estimate for ``queryset`` on PostgreSQL, None elsewhere."""
-    if connections[queryset.db].vendor != "postgresql":
-        return None
-    plan = json.loads(queryset.order_by().explain(format="json"))
-    return int(plan[0]["Plan"]["Plan Rows"])
 
 
 @dataclass(frozen=True)

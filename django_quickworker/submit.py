@@ -8,10 +8,11 @@ from typing import Any, Literal
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import connections, models, router, transaction
+from django.db import models, router, transaction
 from django.utils import timezone
 
 from django_quickworker.conf import conf
+from django_quickworker.databases import database
 from django_quickworker.exceptions import InvalidDue, InvalidOption, InvalidUser
 from django_quickworker.models import WorkerJob
 from django_quickworker.payload import is_storable_text, validate_payload
@@ -23,15 +24,18 @@ from django_quickworker.registry import (
     validate_priority,
     validate_queue,
 )
-from django_quickworker.schedule import Duration, next_cron_due, to_timedelta, validate_cron
+from django_quickworker.schedule import (
+    Duration,
+    check_due,
+    next_cron_due,
+    to_timedelta,
+    validate_cron,
+)
 from django_quickworker.tracing import current_trace_context
 
 OnDuplicateTag = Literal["replace", "skip", "allow"]
 ON_DUPLICATE_TAG = ("replace", "skip", "allow")
 CANCELLED_BY_NEW_JOB = "Job cancelled due to new job being created"  # QuickDapp's wording
-NOTIFY_CHANNEL = "quickworker"
-# First key of PostgreSQL's two-key advisory locks, so ours never collide with the project's.
-TAG_LOCK_NAMESPACE = 0x5157
 
 
 def submit_job(
@@ -181,7 +185,7 @@ def _due(now: datetime, due: datetime | None, delay: Duration | None, cron: str)
         )
     if not settings.USE_TZ and timezone.is_aware(due):
         raise InvalidDue(f"due={due!r} is an aware datetime while USE_TZ is off; give a naive one.")
-    return due
+    return check_due(due)
 
 
 def _retry_policy(
@@ -248,19 +252,9 @@ def lock_tags(tags: list[str], alias: str) -> None:
     """Serialize submissions of the same tags until this transaction ends.
 
     Without it, two concurrent "replace" or "skip" submissions could each see no scheduled
-    job and both insert one. SQLite takes its single write lock instead: with
-    ``transaction_mode="IMMEDIATE"`` (see check quickworker.W001) from the transaction's start.
+    job and both insert one.
     """
-    connection = connections[alias]
-    if connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        # Sorted, so that two submissions of overlapping tags cannot deadlock.
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(%s, key) FROM (SELECT DISTINCT hashtext(tag) AS key"
-            " FROM unnest(%s::text[]) AS tag ORDER BY key) AS keys",
-            [TAG_LOCK_NAMESPACE, tags],
-        )
+    database(alias).lock_tags(tags)
 
 
 def insert(jobs: list[WorkerJob], alias: str) -> list[WorkerJob]:
@@ -274,15 +268,8 @@ def insert(jobs: list[WorkerJob], alias: str) -> list[WorkerJob]:
 
 
 def wake_workers(queues: set[str], alias: str) -> None:
-    """Tell listening workers which queues got jobs; PostgreSQL delivers it only on commit."""
-    connection = connections[alias]
-    if connection.vendor != "postgresql" or not queues:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_notify(%s, queue) FROM unnest(%s::text[]) AS queue",
-            [NOTIFY_CHANNEL, sorted(queues)],
-        )
+    """Tell waiting workers which queues got jobs, once this transaction commits."""
+    database(alias).wake_workers(queues)
 
 
 # What a retry copies from the run that failed; the rest starts afresh.

@@ -1,9 +1,10 @@
 """The supervisor: the ``runworkers`` parent that starts, watches and stops the workers.
 
-It runs one asyncio loop that reads every child's pipe and exit sentinel, listens for
-PostgreSQL NOTIFY wake-ups, renews the leases of its children's jobs, rescues jobs of dead
-hosts, ends children that overrun a job's timeout, restarts dead children with backoff and
-drains them on SIGTERM/SIGINT. Database work runs on one helper thread, off the loop.
+It runs one asyncio loop that reads every child's pipe and exit sentinel, watches for new
+jobs (PostgreSQL's NOTIFY, or the database's replacement for it), renews the leases of its
+children's jobs, rescues jobs of dead hosts, ends children that overrun a job's timeout,
+restarts dead children with backoff and drains them on SIGTERM/SIGINT. Database work runs on
+one helper thread, off the loop.
 """
 
 import asyncio
@@ -20,12 +21,13 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from django.db import connections, router
+from django.db import router
 
 from django_quickworker import child as child_process
 from django_quickworker import processes, worker
 from django_quickworker.conf import conf
 from django_quickworker.cron import ensure_cron_jobs
+from django_quickworker.databases import database
 from django_quickworker.finish import (
     end_jobs_of,
     release_jobs_of,
@@ -35,7 +37,6 @@ from django_quickworker.finish import (
 )
 from django_quickworker.models import WorkerJob
 from django_quickworker.relay import Relay
-from django_quickworker.submit import NOTIFY_CHANNEL
 
 if TYPE_CHECKING:
     from django_quickworker.embedded import EmbeddedServer
@@ -128,9 +129,14 @@ class Supervisor:
         if not self.stopping:  # a signal may have come during the cron check
             for slot in range(self.workers):
                 self.start(slot)
-        tasks = [self.tick(), self.maintain_leases(), self.watch_cancellations(), self.relay.run()]
-        if connections[router.db_for_write(WorkerJob)].vendor == "postgresql":
-            tasks.append(self.listen())
+        watch = database(router.db_for_write(WorkerJob)).watch_for_jobs(self.wake, self.in_db)
+        tasks = [
+            self.tick(),
+            self.maintain_leases(),
+            self.watch_cancellations(),
+            self.relay.run(),
+            watch,
+        ]
         running = [self.loop.create_task(task) for task in tasks]
         self.loops = list(running)
         if self.monitor_address:
@@ -353,27 +359,6 @@ class Supervisor:
                 self.wake()
             await asyncio.sleep(interval)
 
-    async def listen(self) -> None:
-        """Wake idle children as soon as PostgreSQL announces new jobs; reconnect on failure."""
-        import psycopg
-
-        params = connections[router.db_for_write(WorkerJob)].get_connection_params()
-        params = {k: v for k, v in params.items() if k not in NON_LIBPQ_PARAMS}
-        delay = 0.5
-        while True:
-            try:
-                connection = await psycopg.AsyncConnection.connect(**params, autocommit=True)
-                async with connection:
-                    await connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    delay = 0.5
-                    self.wake()  # jobs may have arrived while we were not listening
-                    async for notify in connection.notifies():
-                        self.wake(notify.payload)
-            except psycopg.Error as error:
-                logger.warning("LISTEN connection lost, reconnecting in %.1fs: %s", delay, error)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-
     async def in_db(self, function: Callable[..., T], *args: Any) -> T:
         """Run ``function`` on the database thread, retrying while the database is down."""
         return await self.loop.run_in_executor(
@@ -406,10 +391,6 @@ class Supervisor:
         for child in self.children.values():
             child.process.kill()
         self.finish_if_idle()
-
-
-# Django's connection parameters that are for its own cursor setup, not for libpq.
-NON_LIBPQ_PARAMS = {"cursor_factory", "context", "prepare_threshold", "server_side_binding"}
 
 
 def describe_exit(code: int) -> str:

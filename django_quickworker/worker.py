@@ -25,6 +25,7 @@ from django_quickworker.conf import conf
 from django_quickworker.context import JobContext
 from django_quickworker.exceptions import (
     InvalidDuration,
+    InvalidJobData,
     InvalidMessage,
     RetryJob,
     UnknownJobType,
@@ -88,6 +89,8 @@ class Worker:
     def __init__(self, slot: int, queues: list[str] | None, pipe: Connection, burst: bool) -> None:
         self.id = worker_id(slot)
         self.queues = queues
+        # Only jobs it can run: one of a type it does not know waits for a worker that does.
+        self.types = [job_type.name for job_type in registry]
         self.pipe = pipe
         self.burst = burst
         self.stopping = False
@@ -125,7 +128,9 @@ class Worker:
                 if self.stopping:
                     finish_job(done, outcome)
                     return None
-                self.current = finish_and_claim_next(done, outcome, self.queues, conf.lease)
+                self.current = finish_and_claim_next(
+                    done, outcome, self.queues, conf.lease, self.types
+                )
             else:
                 self.current = None if self.stopping else self.claim()
         except (OperationalError, InterfaceError) as error:
@@ -134,7 +139,7 @@ class Worker:
         return self.current
 
     def claim(self) -> WorkerJob | None:
-        return claim_next(self.id, self.queues, conf.lease)
+        return claim_next(self.id, self.queues, conf.lease, self.types)
 
     def recover(self, done: WorkerJob | None, outcome: Outcome | None) -> WorkerJob | None:
         """After a lost connection: finish ``done`` (at most once, thanks to the fence), give
@@ -198,7 +203,7 @@ class Worker:
         return max(0.0, min(conf.poll_interval, until_due))
 
     def next_due(self) -> Any:
-        return next_due(self.queues)
+        return next_due(self.queues, self.types)
 
     def read_messages(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for the parent; act on what it says."""
@@ -245,14 +250,13 @@ def execute(job: WorkerJob) -> Outcome:
     """Run ``job``'s function and return how it went; never raise for the job's own errors."""
     try:
         job_type = registry.get(job.type)
-    except UnknownJobType as error:
+    except UnknownJobType as error:  # a last resort: workers claim only types they know
         return Outcome.failure(str(error), retryable=False)
     try:
         if job_type.is_async:
             value = asyncio.run(job_type.function(JobContext(job)))
         else:
             value = job_type.function(JobContext(job))
-        validate_payload(value, "result")
     except RetryJob as request:
         return _retry_outcome(job, request)
     except Exception as error:  # the job boundary: whatever the job raised is its failure
@@ -271,6 +275,26 @@ def execute(job: WorkerJob) -> Outcome:
             False,
             {"error": message, "exception": _qualified_name(error)},
             storable_text(traceback.format_exc()),
+        )
+    return _success(job, value)
+
+
+def _success(job: WorkerJob, value: Any) -> Outcome:
+    """The outcome of a run that returned ``value``: a failure, never retried, if the
+    database cannot store it, since the job's effects happened and another run repeats them."""
+    try:
+        validate_payload(value, "result")
+    except InvalidJobData as error:
+        logger.warning("job result cannot be stored id=%s type=%s: %s", job.pk, job.type, error)
+        message = (
+            f"The job ran to completion but its result cannot be stored: {error} "
+            "It is not retried, since running it again would repeat its effects."
+        )
+        return Outcome(
+            False,
+            {"error": message, "exception": _qualified_name(error)},
+            storable_text(traceback.format_exc()),
+            retryable=False,
         )
     return Outcome(True, value)
 

@@ -23,8 +23,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from django_quickworker.databases.postgresql import NOTIFY_CHANNEL
 from django_quickworker.registry import JobRegistry, registry
-from django_quickworker.submit import NOTIFY_CHANNEL
 
 VENDOR_MARKERS = {"postgresql", "sqlite"}
 T = TypeVar("T")
@@ -135,9 +135,21 @@ class Runworkers:
         return self.log.read_text(errors="replace")
 
     def children(self) -> list[psutil.Process]:
-        """The worker processes (not multiprocessing's resource tracker)."""
-        children = psutil.Process(self.process.pid).children()
-        return [child for child in children if "spawn_main" in " ".join(child.cmdline())]
+        """The live worker processes (not multiprocessing's resource tracker).
+
+        Children come and go while they are listed: a worker that just exited, or a
+        short-lived helper (importing croniter runs ``file -b`` through
+        ``platform.architecture()``), is a zombie or gone by the time its command line is
+        read, and is no worker to count.
+        """
+        workers = []
+        for child in psutil.Process(self.process.pid).children():
+            try:
+                if "spawn_main" in " ".join(child.cmdline()):
+                    workers.append(child)
+            except psutil.NoSuchProcess:  # includes ZombieProcess
+                continue
+        return workers
 
     def send(self, signum: int) -> None:
         self.process.send_signal(signum)

@@ -17,10 +17,9 @@ from django.urls import reverse
 from django.utils import formats, timezone
 
 from django_quickworker import submit_job
-from django_quickworker.admin import next_runs
 from django_quickworker.conf import conf
 from django_quickworker.models import Status, WorkerJob
-from django_quickworker.schedule import next_cron_due
+from django_quickworker.schedule import next_cron_due, next_runs
 from tests.test_status import live_process, make_row
 
 pytestmark = pytest.mark.django_db
@@ -337,7 +336,7 @@ def test_a_job_page_shows_its_worker(admin_client: Client) -> None:
 def test_a_cron_job_page_shows_the_next_three_runs(admin_client: Client) -> None:
     job = make_row(Status.SCHEDULED, cron_schedule="0 3 * * *")
     page = admin_client.get(page_of(job)).content.decode()
-    runs = next_runs("0 3 * * *")
+    runs = next_runs("0 3 * * *", timezone.now(), conf.cron_time_zone, 3)
     assert len(runs) == 3 and runs[0] > timezone.now()
     assert runs[1] == next_cron_due("0 3 * * *", runs[0], conf.cron_time_zone)
     for run in runs:
@@ -391,7 +390,7 @@ def test_retry(admin_client: Client) -> None:
 def test_retry_resubmits_at_most_retry_limit_jobs_at_once(
     admin_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("django_quickworker.admin.RETRY_LIMIT", 2)
+    monkeypatch.setattr("django_quickworker.admin.actions.RETRY_LIMIT", 2)
     jobs = [make_row(Status.FAILED, tag=f"f:{index}") for index in range(3)]
     response = act(admin_client, "retry", *jobs)
     [message] = messages_of(response)
@@ -665,6 +664,18 @@ def test_the_add_form_names_the_bad_value(admin_client: Client) -> None:
         admin_client.post(ADD, form_data(delay="5", due_0="2031-01-01", due_1="0:0"))
     )
     assert "were both given" in found["due"][0]
+
+
+def test_the_add_form_refuses_values_out_of_bounds(admin_client: Client) -> None:
+    found = form_errors(admin_client.post(ADD, form_data(delay=str(10**12))))
+    assert "100 years" in found["delay"][0]
+    found = form_errors(admin_client.post(ADD, form_data(data='{"id": 18446744073709551616}')))
+    assert "64-bit" in found["data"][0]
+    found = form_errors(admin_client.post(ADD, form_data(data="[" * 500 + "]" * 500)))
+    assert "nested more than 100 levels" in found["data"][0]
+    found = form_errors(admin_client.post(ADD, form_data(due_0="9500-01-01", due_1="00:00")))
+    assert "out of range" in found["due"][0]
+    assert not WorkerJob.objects.exists()
 
 
 # --- escaping ------------------------------------------------------------------------------

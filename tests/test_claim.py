@@ -9,10 +9,10 @@ from django.utils import timezone
 from pytest_django import DjangoAssertNumQueries
 
 from django_quickworker import submit_job, submit_jobs
-from django_quickworker.claim import claim_next
+from django_quickworker.claim import claim_next, next_due
 from django_quickworker.finish import Outcome, finish_job
 from django_quickworker.models import Status, WorkerJob
-from tests.conftest import run_together
+from tests.conftest import StartRunworkers, run_together
 
 LEASE = timedelta(seconds=60)
 
@@ -163,6 +163,53 @@ def test_finished_and_cancelled_jobs_are_never_claimed() -> None:
         "failed": Status.FAILED,
         "cancelled": Status.CANCELLED,
     }
+
+
+@pytest.mark.django_db
+def test_only_jobs_of_the_given_types_are_claimed() -> None:
+    make_job("add")
+    stray = make_job("stray", priority=5)
+    WorkerJob.objects.filter(pk=stray.pk).update(type="removedJob")
+
+    assert claim_next("w", None, LEASE, types=[]) is None
+    assert claim_next("w", None, LEASE, types=["demo.fail"]) is None
+    claimed = claim_next("w", None, LEASE, types=["demo.add", "demo.fail"])
+    assert claimed is not None and claimed.tag == "add"
+    assert claim_next("w", None, LEASE, types=["demo.add"]) is None
+    assert WorkerJob.objects.get(pk=stray.pk).status == Status.SCHEDULED
+
+
+@pytest.mark.django_db
+def test_the_look_ahead_sees_only_the_given_types() -> None:
+    soon = timezone.now() + timedelta(minutes=1)
+    later = make_job("later", due=soon + timedelta(minutes=1))
+    stray = make_job("stray", due=soon)
+    WorkerJob.objects.filter(pk=stray.pk).update(type="removedJob")
+
+    assert next_due(None, ["demo.add"]) == later.due
+    assert next_due(None, None) == soon
+    assert next_due(None, []) is None
+
+
+def test_a_job_of_a_type_no_worker_knows_waits(start_runworkers: StartRunworkers) -> None:
+    # A rolling deploy: the web tier submits a type the running workers do not have yet.
+    before = make_job("before", priority=1)
+    stray = make_job("stray")
+    WorkerJob.objects.filter(pk=stray.pk).update(type="notDeployedYet")
+    after = make_job("after", priority=-1)
+
+    runner = start_runworkers("--burst", "--workers", "2")
+
+    assert runner.wait() == 0, runner.output
+    statuses = dict(WorkerJob.objects.filter(cron_schedule="").values_list("tag", "status"))
+    assert statuses == {
+        "before": Status.SUCCEEDED,
+        "stray": Status.SCHEDULED,
+        "after": Status.SUCCEEDED,
+    }
+    waiting = WorkerJob.objects.get(pk=stray.pk)
+    assert (waiting.attempt, waiting.worker, waiting.started) == (0, "", None)
+    assert before.pk < stray.pk < after.pk
 
 
 @pytest.mark.django_db

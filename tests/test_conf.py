@@ -23,7 +23,8 @@ def test_worker_count_defaults_to_one() -> None:
     assert conf.worker_count == 1
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("3", 3), (" 12 ", 12), ("1", 1)])
+# 0: a process (a web server) that runs no workers, as QuickDapp allows.
+@pytest.mark.parametrize(("raw", "expected"), [("3", 3), (" 12 ", 12), ("1", 1), ("0", 0)])
 def test_worker_count_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, raw: str, expected: int
 ) -> None:
@@ -39,7 +40,7 @@ def test_worker_count_cpus_is_one_per_core(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 # "²" passes str.isdigit() but int() refuses it: it must still be a configuration error.
-@pytest.mark.parametrize("raw", ["abc", "0", "-1", "2.5", "", "²"])
+@pytest.mark.parametrize("raw", ["abc", "-1", "2.5", "", "²"])
 def test_bad_worker_count_is_refused_naming_it(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
     monkeypatch.setenv("WORKER_COUNT", raw)
 
@@ -53,7 +54,10 @@ def test_worker_log_level_defaults_to_info() -> None:
     assert conf.worker_log_level == "info"
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("DEBUG", "debug"), ("Warning", "warning")])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("DEBUG", "debug"), ("Warning", "warning"), ("warn", "warning"), ("TRACE", "debug")],
+)
 def test_worker_log_level_is_case_insensitive(
     monkeypatch: pytest.MonkeyPatch, raw: str, expected: str
 ) -> None:
@@ -116,6 +120,10 @@ def test_durations_accept_timedelta_or_seconds(
         ("MAX_ATTEMPTS", "5", lambda: conf.max_attempts),
         ("MAX_ATTEMPTS", True, lambda: conf.max_attempts),
         ("CRON_TIME_ZONE", "Mars/Olympus", lambda: conf.cron_time_zone),
+        ("LEASE", 10**12, lambda: conf.lease),
+        ("RETAIN_FAILED", timedelta.max, lambda: conf.retain_failed),
+        ("MAX_ATTEMPTS", 2**31, lambda: conf.max_attempts),
+        ("CLEANUP_BATCH_SIZE", 2**64, lambda: conf.cleanup_batch_size),
     ],
 )
 def test_bad_settings_are_refused_naming_the_value(
@@ -130,11 +138,12 @@ def test_bad_settings_are_refused_naming_the_value(
     assert repr(value) in str(error.value)
 
 
-def test_unknown_keys_are_refused(settings: Settings) -> None:
-    settings.QUICKWORKER = {"RETAIN_SUCCEDED": 10}
+def test_unknown_keys_are_refused_without_hiding_the_known_ones(settings: Settings) -> None:
+    settings.QUICKWORKER = {"RETAIN_SUCCEDED": 10, "MAX_ATTEMPTS": 2}
 
     with pytest.raises(ImproperlyConfigured, match="RETAIN_SUCCEDED"):
-        conf.retain_succeeded  # noqa: B018
+        conf.refuse_unknown_keys()
+    assert conf.max_attempts == 2  # so that the checks report every bad value at once
 
 
 def test_a_non_dict_is_refused(settings: Settings) -> None:

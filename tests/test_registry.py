@@ -140,6 +140,9 @@ def test_valid_type_names_are_accepted(job_registry: JobRegistry, name: str) -> 
         ({"priority": 2**31}, InvalidOption, str(2**31)),
         ({"max_attempts": 0}, InvalidOption, "max_attempts=0"),
         ({"max_attempts": True}, InvalidOption, "max_attempts=True"),
+        ({"max_attempts": 2**31}, InvalidOption, str(2**31)),
+        ({"timeout": 10**12}, InvalidDuration, "100 years"),
+        ({"auto_reschedule_on_failure_delay": timedelta.max}, InvalidDuration, "100 years"),
     ],
 )
 def test_invalid_options_are_refused(

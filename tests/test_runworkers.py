@@ -52,7 +52,7 @@ def test_banner_and_burst_exit(start_runworkers: StartRunworkers) -> None:
     assert "workers:       2" in banner
     assert "queues:        default, mail" in banner
     types_line = next(line for line in banner.splitlines() if "job types:" in line)
-    demo_types = ["add", "asyncSleep", "countdown", "fail", "noop", "record"]
+    demo_types = ["add", "asyncSleep", "countdown", "fail", "misbehave", "noop", "record"]
     expected = [f"demo.{name}" for name in demo_types] + ["removeOldWorkerJobs"]
     assert types_line.split(":", 1)[1].strip().split(", ") == expected
     assert "channel layer:" in banner
@@ -203,15 +203,25 @@ def test_jobs_of_a_dead_host_are_rescued_when_their_lease_expires(
     assert status_of(alive) == Status.RUNNING
 
 
-def test_unknown_types_fail_without_stopping_the_worker(start_runworkers: StartRunworkers) -> None:
-    stray = submit_job(tag="stray", type="demo.add")
-    WorkerJob.objects.filter(pk=stray.pk).update(type="removedJob")
-    good = submit_job(tag="good", type="demo.add", data={"a": 1, "b": 1}, priority=-1)
-    runner = start_runworkers("--burst")
+def test_worker_count_zero_runs_nothing_and_exits_0(start_runworkers: StartRunworkers) -> None:
+    job = submit_job(tag="zero", type="demo.add", data={"a": 1, "b": 1})
+    runner = start_runworkers(env={"WORKER_COUNT": "0", "WORKER_LOG_LEVEL": "warn"})
+    assert runner.wait(timeout=30) == 0, runner.output
+    assert "no workers to run here" in runner.output
+    assert status_of(job) == Status.SCHEDULED
+
+
+def test_workers_option_overrides_worker_count_zero(start_runworkers: StartRunworkers) -> None:
+    job = submit_job(tag="zero", type="demo.add", data={"a": 1, "b": 1})
+    runner = start_runworkers("--workers", "1", "--burst", env={"WORKER_COUNT": "0"})
     assert runner.wait() == 0, runner.output
-    assert status_of(stray) == Status.FAILED
-    assert error_of(stray).startswith("Unknown job type 'removedJob'")
-    assert status_of(good) == Status.SUCCEEDED
+    assert status_of(job) == Status.SUCCEEDED
+
+
+def test_trace_log_level_is_debug(start_runworkers: StartRunworkers) -> None:
+    runner = start_runworkers("--burst", env={"WORKER_LOG_LEVEL": "trace"})
+    assert runner.wait() == 0, runner.output
+    assert "started worker" in runner.output, runner.output  # a DEBUG line
 
 
 @pytest.mark.parametrize(
@@ -227,3 +237,37 @@ def test_unknown_types_fail_without_stopping_the_worker(start_runworkers: StartR
 def test_bad_arguments_are_refused_naming_the_value(args: list[str], named: str) -> None:
     with pytest.raises(CommandError, match=named):
         call_command("runworkers", *args)
+
+
+def test_a_retry_delay_out_of_bounds_fails_the_job_and_the_worker_goes_on(
+    start_runworkers: StartRunworkers,
+) -> None:
+    asks = submit_job(tag="asks", type="demo.misbehave", data={"retry_delay": 10**12})
+    good = submit_job(tag="good", type="demo.add", data={"a": 1, "b": 1}, priority=-1)
+    runner = start_runworkers("--burst")
+    assert runner.wait() == 0, runner.output
+    assert status_of(asks) == Status.FAILED
+    assert error_of(asks) == (
+        "RetryJob delay=1000000000000 is longer than the longest duration allowed, "
+        "36525 days (100 years)."
+    )
+    assert not WorkerJob.objects.filter(rescheduled_from=asks).exists()
+    assert status_of(good) == Status.SUCCEEDED
+
+
+@pytest.mark.parametrize("returns", ["huge int", "nan", "lone surrogate", "deep"])
+def test_a_result_that_cannot_be_stored_fails_the_job_without_retry(
+    start_runworkers: StartRunworkers, returns: str
+) -> None:
+    job = submit_job(
+        tag="unstorable", type="demo.misbehave", data={"returns": returns}, max_attempts=3
+    )
+    good = submit_job(tag="good", type="demo.add", data={"a": 1, "b": 1}, priority=-1)
+    runner = start_runworkers("--burst")
+    assert runner.wait() == 0, runner.output
+    assert status_of(job) == Status.FAILED
+    assert error_of(job).startswith("The job ran to completion but its result cannot be stored")
+    assert "It is not retried" in error_of(job)
+    assert not WorkerJob.objects.filter(rescheduled_from=job).exists()
+    assert Execution.objects.filter(job_id=job.pk).count() == 1
+    assert status_of(good) == Status.SUCCEEDED

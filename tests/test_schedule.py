@@ -1,13 +1,21 @@
 """Durations and cron schedules."""
 
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from django_quickworker.exceptions import InvalidCronSchedule, InvalidDuration
-from django_quickworker.schedule import next_cron_due, to_timedelta, validate_cron
+from django_quickworker.exceptions import InvalidCronSchedule, InvalidDue, InvalidDuration
+from django_quickworker.schedule import (
+    MAX_DUE,
+    MAX_DURATION,
+    check_due,
+    next_cron_due,
+    to_timedelta,
+    validate_cron,
+)
 
 UTC = ZoneInfo("UTC")
 PARIS = ZoneInfo("Europe/Paris")
@@ -125,3 +133,41 @@ def test_five_fields_in_a_time_zone(after: datetime, expected: datetime) -> None
     assert due.tzinfo is not None
     assert due.utcoffset() == timedelta(0)  # returned in the time zone it was given
     assert due.astimezone(PARIS).hour == 3
+
+
+def test_to_timedelta_accepts_up_to_a_hundred_years() -> None:
+    assert to_timedelta(MAX_DURATION, "delay") == timedelta(days=36525)
+    assert to_timedelta(MAX_DURATION.total_seconds(), "delay") == MAX_DURATION
+
+
+# 10**12 s would overflow timedelta(); timedelta.max would overflow any datetime it is added to.
+@pytest.mark.parametrize("value", [10**12, 1e300, timedelta.max, MAX_DURATION + timedelta(1)])
+def test_to_timedelta_refuses_durations_over_a_hundred_years(value: Any) -> None:
+    with pytest.raises(InvalidDuration) as error:
+        to_timedelta(value, "remove_delay")
+
+    assert str(error.value).startswith(f"remove_delay={value!r} is longer than")
+    assert "36525 days (100 years)" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "due",
+    [
+        datetime(9000, 1, 2, tzinfo=dt_timezone.utc),
+        datetime.max.replace(tzinfo=dt_timezone.utc),
+        datetime(1899, 12, 31, tzinfo=dt_timezone.utc),
+        datetime.min,
+    ],
+)
+def test_due_times_out_of_range_are_refused_naming_the_range(due: datetime) -> None:
+    with pytest.raises(InvalidDue) as error:
+        check_due(due)
+
+    assert str(error.value) == (
+        f"due={due!r} is out of range; due times lie between 1900-01-01 and 9000-01-01."
+    )
+
+
+def test_due_times_in_range_are_accepted() -> None:
+    for due in [MAX_DUE, datetime(2026, 5, 1), datetime(1900, 1, 1, tzinfo=dt_timezone.utc)]:
+        assert check_due(due) is due

@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
 from django_quickworker import submit_job, submit_jobs
+from django_quickworker.databases.postgresql import NOTIFY_CHANNEL
 from django_quickworker.exceptions import (
     InvalidCronSchedule,
     InvalidDue,
@@ -29,7 +30,7 @@ from django_quickworker.exceptions import (
 )
 from django_quickworker.models import Status, WorkerJob
 from django_quickworker.registry import JobRegistry, job
-from django_quickworker.submit import CANCELLED_BY_NEW_JOB, NOTIFY_CHANNEL, OnDuplicateTag
+from django_quickworker.submit import CANCELLED_BY_NEW_JOB, OnDuplicateTag
 from tests.conftest import run_together
 
 pytestmark = pytest.mark.django_db
@@ -303,6 +304,9 @@ def test_an_aware_due_is_stored_exactly_whatever_its_zone() -> None:
 
 NAIVE = datetime(2030, 1, 2, 3, 4, 5)  # deliberately naive
 AWARE = datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt_timezone.utc)
+DEEP: Any = []
+for _level in range(10_000):  # far deeper than Python's recursion limit
+    DEEP = [DEEP]
 
 BAD_SUBMISSIONS: list[Any] = [
     pytest.param(
@@ -358,6 +362,39 @@ BAD_SUBMISSIONS: list[Any] = [
     pytest.param({"due": AWARE, "delay": 60}, InvalidDue, ["due=", "delay=60"], id="due-and-delay"),
     pytest.param({"due": NAIVE}, InvalidDue, ["naive", "2030"], id="naive-due"),
     pytest.param({"due": "2030-01-01"}, InvalidDue, ["'2030-01-01'"], id="string-due"),
+    # Bounds: each of these once overflowed while the job was finished, or on the way in.
+    pytest.param(
+        {"remove_delay": 10**12}, InvalidDuration, ["remove_delay=", "100 years"], id="huge-remove"
+    ),
+    pytest.param(
+        {"delay": 10**12}, InvalidDuration, ["delay=1000000000000", "100 years"], id="huge-delay"
+    ),
+    pytest.param(
+        {"timeout": timedelta.max}, InvalidDuration, ["timeout=", "100 years"], id="huge-timeout"
+    ),
+    pytest.param(
+        {"auto_reschedule_on_failure_delay": timedelta(days=40000), "max_attempts": 3},
+        InvalidDuration,
+        ["auto_reschedule_on_failure_delay=", "100 years"],
+        id="huge-retry-delay",
+    ),
+    pytest.param(
+        {"due": datetime.max.replace(tzinfo=dt_timezone.utc)},
+        InvalidDue,
+        ["9000-01-01"],
+        id="max-due",
+    ),
+    pytest.param(
+        {"due": datetime(9500, 1, 1, tzinfo=dt_timezone.utc)},
+        InvalidDue,
+        ["out of range"],
+        id="far-due",
+    ),
+    pytest.param(
+        {"max_attempts": 2**40}, InvalidOption, [str(2**40), str(2**31 - 1)], id="huge-attempts"
+    ),
+    pytest.param({"data": {"id": 2**64}}, InvalidJobData, ["data['id']", "64-bit"], id="huge-int"),
+    pytest.param({"data": DEEP}, InvalidJobData, ["nested more than 100 levels"], id="deep-data"),
     pytest.param({"on_duplicate_tag": "merge"}, InvalidOption, ["'merge'"], id="on-duplicate"),
     pytest.param({"user": AnonymousUser()}, InvalidUser, ["AnonymousUser"], id="anonymous-user"),
     pytest.param({"user": 1.5}, InvalidUser, ["user=1.5"], id="float-user"),

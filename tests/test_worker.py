@@ -208,7 +208,13 @@ def test_a_result_json_cannot_carry_fails_the_job(
     outcome = run(job_registry, returns)
 
     assert outcome.success is False
-    assert outcome.result["error"].startswith(named)
+    assert outcome.retryable is False  # the function ran: another run repeats its effects
+    assert outcome.result["error"].startswith(
+        f"The job ran to completion but its result cannot be stored: {named}"
+    )
+    assert outcome.result["error"].endswith(
+        "It is not retried, since running it again would repeat its effects."
+    )
     assert outcome.result["exception"] == "django_quickworker.exceptions.InvalidJobData"
 
 

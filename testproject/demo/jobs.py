@@ -11,6 +11,7 @@ from typing import Any
 
 from demo.models import Execution
 from django_quickworker import job
+from django_quickworker.exceptions import RetryJob
 
 
 @job("demo.add")
@@ -57,3 +58,26 @@ def record(ctx: Any) -> dict[str, int]:
 @job("demo.noop")
 def noop(ctx: Any) -> None:
     """Do nothing: the benchmark measures the queue, not the job."""
+
+
+# What demo.misbehave returns for each ``data["returns"]``: results no database stores intact.
+UNSTORABLE_RESULTS: dict[str, Any] = {
+    "huge int": 2**64,
+    "nan": float("nan"),
+    "lone surrogate": "\ud800",
+}
+
+
+@job("demo.misbehave")
+def misbehave(ctx: Any) -> Any:
+    """Misbehave as ``data`` asks, for the hardening tests: ``retry_delay`` raises RetryJob
+    with that delay; ``returns`` names a result from UNSTORABLE_RESULTS (or ``"deep"``)."""
+    if "retry_delay" in ctx.data:
+        raise RetryJob("asked to", delay=ctx.data["retry_delay"])
+    Execution.objects.create(job_id=ctx.job.pk, worker=ctx.job.worker)
+    if ctx.data.get("returns") == "deep":
+        deep: list[Any] = []
+        for _ in range(5000):  # deeper than Python's recursion limit
+            deep = [deep]
+        return deep
+    return UNSTORABLE_RESULTS.get(ctx.data.get("returns", ""))

@@ -1,8 +1,11 @@
-"""ASGI entry point: Django for HTTP, django-quickworker's notifications for websockets."""
+"""ASGI entry point: Django for HTTP, django-quickworker's notifications for websockets.
+
+Static files are not wrapped in here: in development ``runworkers --serve`` (and
+``runserver``) serve them when DEBUG is on.
+"""
 
 import os
 
-from django.conf import settings
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
@@ -11,17 +14,15 @@ django_application = get_asgi_application()  # sets Django up before the imports
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from django_quickworker.consumers import NotificationConsumer  # noqa: E402
 
-http = ASGIStaticFilesHandler(django_application) if settings.DEBUG else django_application
 websocket_routes = [path("ws/quickworker/", NotificationConsumer.as_asgi())]
 
 application = ProtocolTypeRouter(
     {
-        "http": http,
+        "http": django_application,
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_routes))),
     }
 )

@@ -3,10 +3,13 @@
 import argparse
 from typing import Any
 
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections, router
+from django.utils.module_loading import module_has_submodule
 
 from django_quickworker import __version__
 from django_quickworker.conf import conf, parse_log_level, parse_worker_count
@@ -18,9 +21,14 @@ from django_quickworker.worker import configure_logging
 
 def worker_count(value: str) -> int:
     try:
-        return parse_worker_count(value)
-    except ImproperlyConfigured as error:
-        raise argparse.ArgumentTypeError(str(error).replace("WORKER_COUNT", "--workers")) from None
+        count = parse_worker_count(value)
+    except ImproperlyConfigured:
+        count = 0
+    if count < 1:  # WORKER_COUNT=0 means "no workers here"; asking for none makes no sense
+        raise argparse.ArgumentTypeError(
+            f"--workers={value!r} is invalid; use 'cpus' or a positive integer."
+        )
+    return count
 
 
 def queue_list(value: str) -> list[str]:
@@ -117,6 +125,9 @@ class Command(BaseCommand):
             level = options["log_level"] or self.level_from_verbosity(options["verbosity"])
         except ImproperlyConfigured as error:
             raise CommandError(str(error)) from None
+        if not workers and not options["serve"]:
+            self.stdout.write("WORKER_COUNT is 0: no workers to run here. Exiting.")
+            return
         configure_logging(level)
         web_server = self.web_server(options["serve"], level)
         if options["metrics"]:
@@ -152,23 +163,54 @@ class Command(BaseCommand):
                 f"--serve needs uvicorn and websockets ({error}); "
                 "install django-quickworker[embedded]."
             ) from None
-        return embedded_server(*address, log_level=level)
+        try:
+            return embedded_server(*address, log_level=level)
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error)) from None
 
     def banner(
         self, workers: int, queues: list[str] | None, address: tuple[str, int] | None
     ) -> str:
         connection = connections[router.db_for_write(WorkerJob)]
-        layer = getattr(settings, "CHANNEL_LAYERS", {}).get("default", {}).get("BACKEND", "none")
         types = ", ".join(job_type.name for job_type in registry) or "none"
+        if not apps_with_jobs_modules():
+            types += " (no installed app has a jobs.py: put your @job functions in one)"
         return (
             f"django-quickworker {__version__}\n"
             f"  database:      {connection.vendor} {connection.settings_dict['NAME']}\n"
             f"  workers:       {workers}\n"
             f"  queues:        {', '.join(queues) if queues else 'all'}\n"
             f"  job types:     {types}\n"
-            f"  channel layer: {layer}"
-            + (f"\n  serving:       http://{address[0]}:{address[1]}/" if address else "")
+            f"  channel layer: {channel_layer_in_use(serving=address is not None)}"
+            + (f"\n  serving:       {served(address)}" if address else "")
         )
+
+
+def apps_with_jobs_modules() -> list[str]:
+    """The installed apps, other than this one, that have a ``jobs`` module to discover."""
+    return [
+        config.name
+        for config in apps.get_app_configs()
+        if config.name != "django_quickworker" and module_has_submodule(config.module, "jobs")
+    ]
+
+
+def channel_layer_in_use(serving: bool) -> str:
+    """The layer the relay sends to, named by its class, and who can hear it."""
+    layer = get_channel_layer()
+    if layer is None:
+        return "none (CHANNEL_LAYERS is not set: live messages are dropped)"
+    name = f"{type(layer).__module__}.{type(layer).__qualname__}"
+    if isinstance(layer, InMemoryChannelLayer) and not serving:
+        return f"{name} (this process only: browsers connected elsewhere get no messages)"
+    return name
+
+
+def served(address: tuple[str, int]) -> str:
+    from django_quickworker.embedded import serves_static_files  # needs the embedded extra
+
+    static = ", with static files" if serves_static_files() else ""
+    return f"http://{address[0]}:{address[1]}/ ({settings.ASGI_APPLICATION}{static})"
 
 
 def require_prometheus_client() -> None:

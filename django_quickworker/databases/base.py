@@ -1,0 +1,211 @@
+"""The base class of the database seam, and the row handling that every database shares."""
+
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from django.core.checks import CheckMessage
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Field, QuerySet
+from django.utils import timezone
+
+from django_quickworker.models import Status, WorkerJob
+
+Wake = Callable[[str | None], None]  # wakes idle workers (of a queue, or of all: None)
+InDb = Callable[..., Awaitable[Any]]  # runs a function on the supervisor's database thread
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a worker asks for: its next due job among ``queues`` and ``types``."""
+
+    worker: str
+    queues: Sequence[str] | None  # None: every queue
+    types: Sequence[str] | None  # None: every type; a worker passes the types it registered
+    lease: timedelta
+
+
+class Database:
+    """One database's way of doing what differs between databases, for one connection."""
+
+    vendor: ClassVar[str]
+    # Whether finish_and_claim() does better than a finish followed by a claim.
+    finishes_and_claims_at_once: ClassVar[bool] = False
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+
+    @property
+    def connection(self) -> BaseDatabaseWrapper:
+        return connections[self.alias]
+
+    @property
+    def table(self) -> str:
+        return self.connection.ops.quote_name(WorkerJob._meta.db_table)
+
+    # Claiming and finishing
+
+    def claim(self, claim: Claim) -> WorkerJob | None:
+        """Mark the next due job as started by ``claim.worker`` and return it, or None."""
+        raise NotImplementedError
+
+    def finish_and_claim(
+        self, job: WorkerJob, changes: dict[str, Any], now: datetime, claim: Claim
+    ) -> tuple[int, WorkerJob | None]:
+        """Write ``changes`` onto ``job``'s row if still leased to it, then claim the next
+        job; return how many rows the finish changed (0 or 1) and the claimed job."""
+        raise NotImplementedError
+
+    def next_due(
+        self, queues: Sequence[str] | None, types: Sequence[str] | None
+    ) -> datetime | None:
+        """When the next scheduled job of ``queues`` and ``types`` falls due (None: none)."""
+        filters, params = self.claim_filters(queues, types)
+        # Over the claimable index's rows: the status is written in, as for the claim.
+        scheduled = f"status = '{Status.SCHEDULED}'"
+        sql = f"SELECT MIN(due) AS due FROM {self.table} WHERE {scheduled} {filters}"
+        (row,) = self.fetch_rows(sql, params)
+        due: datetime | None = self.convert("due", row["due"])
+        return due
+
+    def claimable(self, claim: Claim, now: datetime, columns: str) -> tuple[str, list[object]]:
+        """The SELECT of ``columns`` of the next job ``claim`` may take, locked if need be."""
+        filters, params = self.claim_filters(claim.queues, claim.types)
+        # The status is written into the SQL, not bound: SQLite uses a partial index (here
+        # the claimable one) only when the query's WHERE visibly implies the index's condition.
+        sql = (
+            f"SELECT {columns} FROM {self.table} {self.claim_index_hint} "
+            f"WHERE status = '{Status.SCHEDULED}' AND due <= %s {filters} "
+            f"ORDER BY priority DESC, due, id LIMIT 1 {self.claim_lock}"
+        )
+        return sql, [self.db_time(now), *params]
+
+    claim_index_hint: ClassVar[str] = ""  # how the claim names the claimable index, if it must
+    claim_lock: ClassVar[str] = "FOR UPDATE SKIP LOCKED"  # how it locks the row it picks
+
+    def claim_filters(
+        self, queues: Sequence[str] | None, types: Sequence[str] | None
+    ) -> tuple[str, list[object]]:
+        """The ``AND …`` conditions (and parameters) of the claim's queues and types."""
+        sql, params = "", []
+        for column, values in (("queue", queues), ("type", types)):
+            if values is not None:
+                condition, value_params = self.one_of(column, values)
+                sql += f" AND {condition}"
+                params += value_params
+        return sql, params
+
+    def one_of(self, column: str, values: Sequence[str]) -> tuple[str, list[object]]:
+        """SQL saying that ``column`` is one of ``values`` (none: nothing matches)."""
+        if not values:
+            return "1 = 0", []
+        return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
+
+    def claim_assignments(self, claim: Claim, now: datetime) -> tuple[str, list[object]]:
+        """The SET clause (and parameters) that marks a row as claimed by ``claim``."""
+        sql = (
+            f"status = '{Status.RUNNING}', started = %s, worker = %s, attempt = attempt + 1, "
+            "lease_expires = %s, updated_at = %s"
+        )
+        now_param = self.db_time(now)
+        return sql, [now_param, claim.worker, self.db_time(now + claim.lease), now_param]
+
+    def fenced_finish(
+        self, job: WorkerJob, changes: dict[str, Any], now: datetime
+    ) -> tuple[str, list[object]]:
+        """The UPDATE writing ``changes`` onto ``job``'s row only while it is leased to it."""
+        quote = self.connection.ops.quote_name
+        assignments = ", ".join(f"{quote(name)} = %s" for name in changes)
+        fields = {field.name: field for field in WorkerJob._meta.concrete_fields}
+        values = [
+            fields[name].get_db_prep_save(value, self.connection) for name, value in changes.items()
+        ]
+        sql = (
+            f"UPDATE {self.table} SET {assignments}, updated_at = %s "
+            "WHERE id = %s AND worker = %s AND attempt = %s AND status = %s"
+        )
+        return sql, [*values, self.db_time(now), job.pk, job.worker, job.attempt, Status.RUNNING]
+
+    # Submitting and waking
+
+    def lock_tags(self, tags: list[str]) -> None:
+        """Serialize submissions of the same tags until the current transaction ends."""
+        raise NotImplementedError
+
+    def wake_workers(self, queues: set[str]) -> None:
+        """Tell waiting workers, once the current transaction commits, which queues got jobs."""
+
+    async def watch_for_jobs(self, wake: Wake, in_db: InDb) -> None:
+        """Call ``wake`` whenever new jobs are committed, until cancelled; in the supervisor.
+
+        The default watches nothing: workers find new jobs by polling (POLL_INTERVAL).
+        """
+
+    # Reading
+
+    def estimate_rows(self, queryset: QuerySet[Any]) -> int | None:
+        """A cheap estimate of how many rows ``queryset`` has, or None if there is none."""
+        return None
+
+    def check(self, databases: Sequence[str] | None) -> list[CheckMessage]:
+        """This database's own system checks (``databases``: those checks may query)."""
+        return []
+
+    # Rows
+
+    def fetch_rows(self, sql: str, params: Sequence[object]) -> list[dict[str, Any]]:
+        """Run ``sql``; return its rows as {column: value}, values as the database gave them."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            names = [column[0] for column in cursor.description]
+            return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+
+    def row_to_job(self, row: dict[str, Any]) -> WorkerJob:
+        """The WorkerJob of a ``SELECT *`` row, its values converted as the ORM would."""
+        names = [field.attname for field in WorkerJob._meta.concrete_fields]
+        values = [self.convert(name, row[name]) for name in names]
+        return WorkerJob.from_db(self.alias, names, values)
+
+    def convert(self, attname: str, value: Any) -> Any:
+        """A column's raw value, as the ORM would give it for the field ``attname``."""
+        field, converters = _converters(self.alias)[attname]
+        for converter in converters:
+            value = converter(value, field.cached_col, self.connection)
+        return value
+
+    def db_time(self, moment: datetime | None) -> object:
+        """``moment`` in the form the database stores datetimes, for raw SQL parameters."""
+        return self.connection.ops.adapt_datetimefield_value(moment)
+
+
+@functools.cache
+def _converters(alias: str) -> "dict[str, tuple[Field[Any, Any], list[Any]]]":
+    # Worked out once: the ORM would redo this for every claimed row, on the hot path.
+    connection = connections[alias]
+    return {
+        field.attname: (
+            field,
+            connection.ops.get_db_converters(field.cached_col)
+            + field.get_db_converters(connection),
+        )
+        for field in WorkerJob._meta.concrete_fields
+    }
+
+
+class ReturningClaim(Database):
+    """Databases whose ``UPDATE … RETURNING`` claims a row in one statement."""
+
+    def claim(self, claim: Claim) -> WorkerJob | None:
+        sql, params = self.claim_statement(claim, timezone.now())
+        rows = self.fetch_rows(f"{sql} RETURNING *", params)
+        return self.row_to_job(rows[0]) if rows else None
+
+    def claim_statement(self, claim: Claim, now: datetime) -> tuple[str, list[object]]:
+        """The UPDATE that claims the next due job (without its RETURNING clause)."""
+        assignments, assignment_params = self.claim_assignments(claim, now)
+        select, select_params = self.claimable(claim, now, "id")
+        sql = f"UPDATE {self.table} SET {assignments} WHERE id = ({select})"
+        return sql, [*assignment_params, *select_params]

@@ -1,0 +1,35 @@
+"""SQLite: one writer at a time, so one ``UPDATE … RETURNING`` claims atomically."""
+
+from collections.abc import Sequence
+
+from django.core.checks import CheckMessage, Warning
+
+from django_quickworker.databases.base import ReturningClaim
+from django_quickworker.models import CLAIMABLE_INDEX
+
+
+class SQLite(ReturningClaim):
+    vendor = "sqlite"
+    # SQLite, without statistics, would rather sort every scheduled row than walk the index
+    # that is already in claim order; name it.
+    claim_index_hint = f"INDEXED BY {CLAIMABLE_INDEX}"
+    claim_lock = ""  # the write lock, taken at BEGIN IMMEDIATE, serializes claimers
+
+    def lock_tags(self, tags: list[str]) -> None:
+        """Nothing to do: SQLite's single write lock, taken from the transaction's start with
+        ``transaction_mode="IMMEDIATE"`` (check quickworker.W001), serializes submissions."""
+
+    def check(self, databases: Sequence[str] | None) -> list[CheckMessage]:
+        """Warn when transactions start deferred, which makes concurrent writers fail."""
+        mode = self.connection.settings_dict.get("OPTIONS", {}).get("transaction_mode")
+        if isinstance(mode, str) and mode.upper() == "IMMEDIATE":  # Django accepts any case
+            return []
+        alias = self.alias
+        return [
+            Warning(
+                f"The SQLite database {alias!r} starts transactions in {mode or 'DEFERRED'} "
+                "mode, so workers and submissions writing at once fail with 'database is locked'.",
+                hint=f"Set DATABASES[{alias!r}]['OPTIONS']['transaction_mode'] = 'IMMEDIATE'.",
+                id="quickworker.W001",
+            )
+        ]
