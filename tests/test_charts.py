@@ -60,11 +60,17 @@ EXPECTED_DAY = {"12:00": (2, 2, 10.5), "09:00": (1, 0, 60.0)}
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("group_limit", [charts.GROUP_LIMIT, 1], ids=["grouped", "bucketed"])
+@pytest.mark.parametrize(
+    ("read_limit", "group_limit"),
+    [(charts.READ_LIMIT, charts.GROUP_LIMIT), (1, charts.GROUP_LIMIT), (1, 1)],
+    ids=["read whole", "grouped", "bucketed"],
+)
 def test_jobs_per_bucket_match_the_rows(
-    jobs: list[WorkerJob], group_limit: int, monkeypatch: pytest.MonkeyPatch
+    jobs: list[WorkerJob], read_limit: int, group_limit: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(charts, "GROUP_LIMIT", group_limit)  # 1: the path of large windows
+    # Limits of 1 take the paths of larger windows, on the same rows.
+    monkeypatch.setattr(charts, "READ_LIMIT", read_limit)
+    monkeypatch.setattr(charts, "GROUP_LIMIT", group_limit)
     hour = finished_jobs(LAST_HOUR, NOW)
     assert len(hour) == 60
     assert hour[-1].start == datetime(2026, 12, 1, 12, 30, tzinfo=timezone.utc)
