@@ -150,11 +150,12 @@ def summary_charts(now: datetime | None = None) -> list[SafeString]:
 # SVG
 
 WIDTH, HEIGHT = 600, 140  # the viewBox; the chart scales to its container's width
-LEFT, BOTTOM, TOP = 44, 18, 8  # room for the value axis, the time axis and the top label
+LEFT, BOTTOM, TOP = 44, 18, 24  # room for the value axis, the time axis and the title
 SUCCEEDED_COLOR = "#3c9a4f"  # legible on Django's light and dark backgrounds alike
 FAILED_COLOR = "#d6453d"
 WAIT_COLOR = "#4a8fd1"
 TEXT_STYLE = "fill: var(--body-quiet-color, #666); font-size: 10px"
+TITLE_STYLE = "fill: var(--body-fg, #333); font-size: 12px; font-weight: bold"
 GRID_STYLE = "stroke: var(--hairline-color, #ccc); stroke-width: 1"
 
 
@@ -180,7 +181,8 @@ def finished_chart(buckets: list[Bucket], span: Span) -> SafeString:
             "</g>"
         )
     title = _("Jobs finished, %(span)s") % {"span": _(span.title)}
-    return svg(title, "".join(bars), f"{top:,}", buckets, span)
+    legend = [(_("succeeded"), SUCCEEDED_COLOR), (_("failed"), FAILED_COLOR)]
+    return svg(title, "".join(bars), f"{top:,}", buckets, span, legend)
 
 
 def wait_chart(buckets: list[Bucket], span: Span) -> SafeString:
@@ -202,12 +204,22 @@ def wait_chart(buckets: list[Bucket], span: Span) -> SafeString:
             f"{rect(x, HEIGHT - BOTTOM - height, width, height, WAIT_COLOR)}</g>"
         )
     title = _("Queue wait, %(span)s") % {"span": _(span.title)}
-    axis = format_duration(timedelta(seconds=top)) if top else "0"
-    return svg(title, "".join(bars), axis, buckets, span)
+    return svg(title, "".join(bars), short_duration(top), buckets, span, [])
 
 
-def svg(title: str, bars: str, top_label: str, buckets: list[Bucket], span: Span) -> SafeString:
+def svg(
+    title: str,
+    bars: str,
+    top_label: str,
+    buckets: list[Bucket],
+    span: Span,
+    legend: list[tuple[str, str]],
+) -> SafeString:
     plot_bottom = HEIGHT - BOTTOM
+    keys = []
+    for index, (name, color) in enumerate(reversed(legend)):
+        x = WIDTH - 80 * (index + 1)
+        keys.append(f"{rect(x, 4, 9, 9, color)}{text(x + 13, 12, name)}")
     labels = [
         text(
             bar_x(index, len(buckets))[0], HEIGHT - 4, date_format(bucket.start, span.label_format)
@@ -220,6 +232,7 @@ def svg(title: str, bars: str, top_label: str, buckets: list[Bucket], span: Span
         'style="width: 100%; height: auto" '
         f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">'
         f"<title>{escape(title)}</title>"
+        f'<text x="{LEFT}" y="13" style="{TITLE_STYLE}">{escape(title)}</text>{"".join(keys)}'
         f"{line(TOP)}{line(plot_bottom)}"
         f"{text(LEFT - 4, TOP + 4, top_label, anchor='end')}"
         f"{text(LEFT - 4, plot_bottom, '0', anchor='end')}"
@@ -253,6 +266,17 @@ def text(x: float, y: float, content: str, anchor: str = "start") -> str:
         f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" style="{TEXT_STYLE}">'
         f"{escape(content)}</text>"
     )
+
+
+def short_duration(seconds: float) -> str:
+    """An axis label for a number of seconds: "500 ms", "20 s", "5 min", "2 h"."""
+    if seconds < 1:
+        return f"{seconds * 1000:g} ms" if seconds else "0"
+    if seconds < 120:
+        return f"{seconds:g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:g} min"
+    return f"{seconds / 3600:g} h"
 
 
 def nice_ceiling(value: float) -> float:
