@@ -4,7 +4,7 @@ Django's light and dark themes, and takes a screenshot of each."""
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from django.contrib.auth.models import User
@@ -28,7 +28,8 @@ def test_the_charts_show_the_jobs_that_finished(live_server: Any, tmp_path: Path
     WorkerJob.objects.bulk_create(rows)
     in_the_hour = [row for row in rows if row.finished and row.finished > now - timedelta(hours=1)]
 
-    shots = {theme: tmp_path / f"charts-{theme}.png" for theme in ("light", "dark")}
+    themes: list[Literal["light", "dark"]] = ["light", "dark"]
+    shots = {theme: tmp_path / f"charts-{theme}.png" for theme in themes}
     with chromium() as browser:
         for theme, shot in shots.items():
             page = browser.new_page(viewport={"width": 1400, "height": 900}, color_scheme=theme)
