@@ -23,6 +23,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+import django_quickworker
 from django_quickworker.databases.postgresql import NOTIFY_CHANNEL
 from django_quickworker.registry import JobRegistry, registry
 
@@ -33,6 +34,11 @@ T = TypeVar("T")
 def pytest_configure(config: pytest.Config) -> None:
     for vendor in sorted(VENDOR_MARKERS):
         config.addinivalue_line("markers", f"{vendor}: runs only when the database is {vendor}")
+    # The tests' subprocesses (runworkers, manage.py) import the package the tests import,
+    # whatever PYTHONPATH the run started with and whether or not a copy is installed:
+    # otherwise runworkers dies at start (or runs other code) and jobs just stay scheduled.
+    tested = str(Path(django_quickworker.__file__).resolve().parent.parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [tested, os.environ.get("PYTHONPATH")]))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
