@@ -54,6 +54,13 @@ class MariaDBServer:
             **options,
         )
 
+    @property
+    def connection_errors(self) -> tuple[type[Exception], ...]:
+        """What connecting raises while the server is down."""
+        import MySQLdb
+
+        return (MySQLdb.OperationalError,)
+
     def start(self) -> None:
         as_mysql = ["--user=mysql"] if os.geteuid() == 0 else []
         with self.server_log.open("ab") as log:
@@ -85,8 +92,9 @@ class MariaDBServer:
                 raise AssertionError(f"MariaDB did not start:\n{log_text}")
             time.sleep(0.2)
 
-    def stop(self) -> None:
-        """A clean shutdown (SIGTERM): every connection is closed, transactions rolled back."""
+    def stop(self, mode: str = "fast") -> None:
+        """A clean shutdown (SIGTERM): every connection is closed, transactions rolled back,
+        as PostgreSQL's "fast" mode does (``mode``: for the tests that stop either server)."""
         if self.process is not None:
             self.process.terminate()
             self.process.wait(60)
