@@ -42,6 +42,8 @@ from django_quickworker.relay import Relay
 
 if TYPE_CHECKING:
     from django_quickworker.embedded import EmbeddedServer
+    from django_quickworker.monitor import Monitor
+    from django_quickworker.supervisor_metrics import SupervisorMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +95,7 @@ class Supervisor:
         shutdown_timeout: float | None = None,
         log_level: str = "info",
         web_server: "EmbeddedServer | None" = None,
+        monitor_address: tuple[str, int] | None = None,
     ) -> None:
         self.workers = workers
         self.queues = queues
@@ -102,6 +105,10 @@ class Supervisor:
         )
         self.log_level = log_level
         self.web_server = web_server
+        self.monitor_address = monitor_address
+        self.metrics: SupervisorMetrics | None = None  # set with a monitor (--metrics)
+        self.loops: list[asyncio.Task[None]] = []
+        self.last_heartbeat = time.monotonic()
         self.children: dict[int, Child] = {}
         self.crashes: dict[int, int] = {}  # crashes in a row, by slot
         self.restart_at: dict[int, float] = {}  # slot -> when to start it again
@@ -139,7 +146,13 @@ class Supervisor:
             "relay": self.relay.run,
             "watch_for_jobs": lambda: db.watch_for_jobs(self.wake, self.in_db),
         }
-        running = [self.loop.create_task(self.keep_running(*task)) for task in tasks.items()]
+        running = [
+            self.loop.create_task(self.keep_running(*task), name=task[0]) for task in tasks.items()
+        ]
+        self.loops = list(running)
+        if self.monitor_address:
+            monitor = self.start_monitor(*self.monitor_address)
+            running.append(self.loop.create_task(monitor.serve()))
         web = self.loop.create_task(self.web_server.serve()) if self.web_server else None
         await self.done.wait()
         if self.web_server and web:
@@ -191,6 +204,13 @@ class Supervisor:
                 )
             await asyncio.sleep(TASK_RESTART_DELAY)
 
+    def start_monitor(self, host: str, port: int) -> "Monitor":
+        from django_quickworker.monitor import Monitor  # needs prometheus_client, an extra
+
+        monitor = Monitor(self, host, port)
+        self.metrics = monitor.metrics
+        return monitor
+
     # Children
 
     def start(self, slot: int) -> None:
@@ -233,11 +253,15 @@ class Supervisor:
             child.job_id = data["job_id"]
             child.job_started_at = time.monotonic()
             child.job_timeout = data["timeout"]
+            if self.metrics:
+                self.metrics.job_started(child.slot, data)
         elif kind == "job-finished":
             child.job_id = None
             child.ran_a_job = True
             if child.ended_job_id == data["job_id"]:  # it finished before the signal came
                 child.ended_at = child.end_reason = child.ended_job_id = None
+            if self.metrics:
+                self.metrics.job_finished(child.slot, data["success"])
         elif kind in RELAYED:
             self.relay.handle(kind, data)
         elif kind == "worker-error":
@@ -252,6 +276,8 @@ class Supervisor:
         child.process.join()
         child.pipe.close()
         del self.children[child.slot]
+        if self.metrics:
+            self.metrics.worker_exited(child.slot)
         self.exits_in_progress += 1
         task = self.loop.create_task(self.after_exit(child))
         self.exit_tasks.add(task)
@@ -302,6 +328,8 @@ class Supervisor:
         crashed_early = crashed_early and lived < STABLE_AFTER
         crashes = self.crashes.get(child.slot, 0) + 1 if crashed_early else 0
         self.crashes[child.slot] = crashes
+        if self.metrics:
+            self.metrics.worker_restarting(child.end_reason, code)
         delay = min(FIRST_RESTART_DELAY * 2**crashes, MAX_RESTART_DELAY)
         if crashes >= 3:
             logger.error(
@@ -350,9 +378,9 @@ class Supervisor:
         if child.job_id is None or child.job_timeout is None:
             return
         if now - child.job_started_at > child.job_timeout:
-            self.end_job(child, f"Job timed out after {child.job_timeout:g}s.")
+            self.end_job(child, f"Job timed out after {child.job_timeout:g}s.", "timed_out")
 
-    def end_job(self, child: Child, reason: str) -> None:
+    def end_job(self, child: Child, reason: str, outcome: str) -> None:
         """Make ``child`` abandon its job and exit (SIGUSR1), and SIGKILL it if it lingers.
 
         Not SIGTERM: service managers and terminals send that to the whole process group,
@@ -360,6 +388,8 @@ class Supervisor:
         """
         logger.warning("job id=%s on %s: %s Ending the worker.", child.job_id, child.worker, reason)
         child.end_reason = reason
+        if self.metrics:
+            self.metrics.job_ending(child.slot, outcome)
         child.ended_at = time.monotonic()
         child.ended_job_id = child.job_id
         child.end_request.value = child.job_id or 0
@@ -375,7 +405,7 @@ class Supervisor:
                 for worker_name, job_id in await self.in_db(jobs_asked_to_cancel, list(busy)):
                     child = busy[worker_name]
                     if child.job_id == job_id and not child.ended_at:  # still that job
-                        self.end_job(child, "Cancelled by an operator.")
+                        self.end_job(child, "Cancelled by an operator.", "cancelled")
 
     async def maintain_leases(self) -> None:
         """Renew our children's leases; rescue the jobs of hosts that stopped renewing theirs."""
@@ -383,10 +413,14 @@ class Supervisor:
         next_cron_check = time.monotonic() + conf.lease.total_seconds()
         while True:
             await self.in_db(processes.heartbeat)
+            self.last_heartbeat = time.monotonic()
             workers = [child.worker for child in self.children.values()]
             if workers:
                 await self.in_db(renew_leases, workers, conf.lease)
-            if await self.in_db(rescue_expired_jobs):
+            rescued = await self.in_db(rescue_expired_jobs)
+            if rescued:
+                if self.metrics:
+                    self.metrics.rescued.inc(rescued)
                 self.wake()
             if time.monotonic() >= next_cron_check:  # see ensure_cron_jobs: once per lease
                 await self.in_db(ensure_cron_jobs)

@@ -45,6 +45,8 @@ from django_quickworker.notifications import notify_user, route_to_parent
 from django_quickworker.payload import storable_text, validate_payload
 from django_quickworker.registry import registry
 from django_quickworker.schedule import to_timedelta
+from django_quickworker.sentry import report_failure
+from django_quickworker.tracing import job_span, record_exception
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +220,15 @@ class Worker:
     def run_job(self, job: WorkerJob) -> tuple[Outcome, float]:
         """Run ``job``; return its outcome and how long it took, in ms."""
         self.current = job
-        self.send("job-started", job_id=job.pk, timeout=_seconds(job.timeout), attempt=job.attempt)
+        self.send(
+            "job-started",
+            job_id=job.pk,
+            timeout=_seconds(job.timeout),
+            attempt=job.attempt,
+            type=job.type,
+            queue=job.queue,
+            wait=(job.started - job.due).total_seconds() if job.started else 0.0,
+        )
         tell_owner(job, "job.started", {"attempt": job.attempt})
         logger.info(
             "job started id=%s type=%s tag=%s attempt=%s", job.pk, job.type, job.tag, job.attempt
@@ -226,7 +236,9 @@ class Worker:
         started = time.monotonic()
         self.running_job_id = job.pk
         try:
-            outcome = execute(job)
+            with job_span(job) as span:
+                outcome = execute(job)
+                span.end_with(outcome)
         finally:
             self.running_job_id = None
         return outcome, (time.monotonic() - started) * 1000
@@ -327,6 +339,8 @@ def execute(job: WorkerJob) -> Outcome:
             error,
             exc_info=True,
         )
+        report_failure(job, error)
+        record_exception(error)
         message = storable_text(str(error)) or type(error).__name__
         return Outcome(
             False,

@@ -77,7 +77,7 @@ def test_an_operator_retries_a_failed_job(
         data={"a": 2, "b": 3},
         result={"error": "Worker host:1:0 died (killed by signal 9)."},
     )
-    start_runworkers("--workers", "1", env=FAST_POLL)
+    workers = start_runworkers("--workers", "1", env=FAST_POLL)
     shots = [tmp_path / "admin-job.png", tmp_path / "admin-list.png"]
 
     with chromium() as browser:
@@ -108,6 +108,7 @@ def test_an_operator_retries_a_failed_job(
         for _attempt in range(60):
             if badge_of(page) == "Succeeded":
                 break
+            assert workers.process.poll() is None, f"runworkers exited:\n{workers.output}"
             page.wait_for_timeout(500)
             page.reload()
         assert badge_of(page) == "Succeeded"

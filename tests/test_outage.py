@@ -116,6 +116,8 @@ def server_connections(pid: int, port: int) -> int:
     )
 
 
+# PostgreSQL only for now: it restarts a server of its own (pgcluster); the same test on a
+# MariaDB server of its own is not written yet.
 @pytest.mark.postgresql
 def test_a_postgresql_restart_loses_no_job(
     cluster: Cluster, start_runworkers: Callable[..., Runworkers]

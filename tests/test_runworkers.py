@@ -56,7 +56,11 @@ def test_banner_and_burst_exit(start_runworkers: StartRunworkers) -> None:
     assert "queues:        default, mail" in banner
     types_line = next(line for line in banner.splitlines() if "job types:" in line)
     demo_types = ["add", "asyncSleep", "countdown", "fail", "misbehave", "noop", "record"]
-    expected = [f"demo.{name}" for name in demo_types] + ["removeOldWorkerJobs"]
+    # The test project's @task functions are job types too, named after their module path.
+    task_names = ["add", "async_add", "count_to", "echo", "fail", "fail_once_then_wait"]
+    task_names += ["fail_until", "noop", "sleep", "whoami"]
+    expected = [f"demo.{name}" for name in demo_types]
+    expected += [f"demo.tasks.{name}" for name in task_names] + ["removeOldWorkerJobs"]
     assert types_line.split(":", 1)[1].strip().split(", ") == expected
     assert "channel layer:" in banner
 
