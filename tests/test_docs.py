@@ -30,14 +30,17 @@ import inspect
 import json
 import re
 import shlex
+import sys
 import textwrap
 import threading
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import django
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.staticfiles import finders
@@ -199,10 +202,11 @@ def test_code_blocks_are_found_with_their_first_line_and_marker(tmp_path: Path) 
 
 
 def test_compile_only_blocks_are_few() -> None:
-    """Blocks that cannot run here (they need a server) are compiled only; keep them rare."""
+    """Blocks that cannot run here are compiled only: they need a server, set up a process-wide
+    SDK (Sentry, OpenTelemetry) or a newer Django than the env's. Keep them rare."""
     compile_only = [block for block in BLOCKS if block.compile_only]
     assert all(block.language == "python" for block in compile_only), compile_only
-    assert len(compile_only) <= 3, [str(block) for block in compile_only]
+    assert len(compile_only) <= 4, [str(block) for block in compile_only]
 
 
 # Python examples
@@ -214,9 +218,22 @@ def test_python_examples_run(page: Path, job_registry: JobRegistry) -> None:
     run_python_examples(page)
 
 
+# The examples import Django 6's django.tasks; on Django 5.2 the same API comes from the
+# django-tasks backport, which the guide tells readers to import instead (tasks.rst).
+if django.VERSION < (6, 0):
+    import django_tasks
+
+    sys.modules.setdefault("django.tasks", django_tasks)
+
+
 def run_python_examples(page: Path) -> dict[str, Any]:
-    """Run the page's python blocks in order; return the namespace they filled."""
-    namespace: dict[str, Any] = {"__name__": f"docs.{page.stem}"}
+    """Run the page's python blocks in order, as the body of a module ``docs.<page>``;
+    return the namespace they filled."""
+    # A real, importable module, as a project's tasks.py is: the Tasks backend finds a task
+    # again by its module path when it reads a result.
+    module = types.ModuleType(f"docs.{page.stem}")
+    sys.modules[module.__name__] = module
+    namespace: dict[str, Any] = module.__dict__
     for block in blocks_of(page):
         if block.language != "python":
             continue
@@ -249,6 +266,7 @@ def test_the_readme_quickstart_sends_its_welcome_mail(
     assert [message.to for message in mailoutbox] == [["ada@example.com"]]
 
 
+@pytest.mark.django_db  # the README's blocks enqueue a task
 def test_the_readme_charge_job_retries_a_busy_gateway_in_a_minute(
     job_registry: JobRegistry,
 ) -> None:
