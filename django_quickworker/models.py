@@ -319,6 +319,17 @@ class WorkerProcess(models.Model):
     version = models.CharField(_("version"), max_length=50)
     started = models.DateTimeField(_("started"))
     heartbeat = models.DateTimeField(_("last heartbeat"))
+    # What its code declares, so that hosts running different versions during a deploy
+    # agree on which jobs somebody can run and which cron jobs still exist.
+    types = models.JSONField(
+        _("job types"), default=list, blank=True, help_text=_("The job types it runs.")
+    )
+    crons = models.JSONField(
+        _("cron jobs"),
+        default=dict,
+        blank=True,
+        help_text=_("The cron jobs its code declares: job type to schedule."),
+    )
 
     objects = WorkerProcessQuerySet.as_manager()
 

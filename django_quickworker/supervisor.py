@@ -132,8 +132,9 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.on_signal, signum)
         with self.unless_stopped_by_an_outage("start"):
-            await self.in_db(ensure_cron_jobs)
+            # Registered first: what this runworkers declares counts in the cron check.
             await self.in_db(processes.register, self.workers, self.queues)
+            await self.in_db(ensure_cron_jobs)
         if not self.stopping:  # a signal may have come during the cron check
             for slot in range(self.workers):
                 self.start(slot)
@@ -409,6 +410,7 @@ class Supervisor:
     async def maintain_leases(self) -> None:
         """Renew our children's leases; rescue the jobs of hosts that stopped renewing theirs."""
         interval = conf.lease.total_seconds() / 4
+        next_cron_check = time.monotonic() + conf.lease.total_seconds()
         while True:
             await self.in_db(processes.heartbeat)
             self.last_heartbeat = time.monotonic()
@@ -420,6 +422,9 @@ class Supervisor:
                 if self.metrics:
                     self.metrics.rescued.inc(rescued)
                 self.wake()
+            if time.monotonic() >= next_cron_check:  # see ensure_cron_jobs: once per lease
+                await self.in_db(ensure_cron_jobs)
+                next_cron_check = time.monotonic() + conf.lease.total_seconds()
             await asyncio.sleep(interval)
 
     @contextlib.contextmanager
