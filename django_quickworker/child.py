@@ -4,12 +4,18 @@ Kept apart from ``worker`` because unpickling the spawn target imports its modul
 the worker's modules need the app registry, which only exists after ``django.setup()``.
 """
 
+import ctypes
 import signal
 from multiprocessing.connection import Connection
 
 
 def main(
-    slot: int, queues: list[str] | None, pipe: Connection, burst: bool, log_level: str
+    slot: int,
+    queues: list[str] | None,
+    pipe: Connection,
+    end_request: "ctypes.c_longlong",
+    burst: bool,
+    log_level: str,
 ) -> None:
     """Set Django up in this fresh process, then run a worker."""
     # Ctrl-C reaches the whole process group; only the parent decides when children stop.
@@ -17,6 +23,8 @@ def main(
     import django
 
     django.setup()
+    from django_quickworker.tasks import discover_tasks
     from django_quickworker.worker import run_worker
 
-    run_worker(slot, queues, pipe, burst, log_level)
+    discover_tasks()  # a worker claims only the types it knows: know the tasks first
+    run_worker(slot, queues, pipe, end_request, burst, log_level)

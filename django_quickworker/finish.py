@@ -1,18 +1,21 @@
 """Finishing jobs: record how a run ended, fenced to the worker that ran it; then retry it
 and schedule a cron job's next occurrence.
 
-Every write here is fenced: it lands only if the row is still running under the worker and
-attempt that claimed it, so a job rescued from a dead worker can never be finished twice.
+Every write here is fenced: it lands only if the row is still running under the worker,
+attempt and start time of the claim, so a job rescued from a dead worker can never be
+finished twice.
 """
 
 import logging
 import random
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import router, transaction
+from django.db import InterfaceError, OperationalError, router, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from django_quickworker.claim import claim_next
@@ -21,11 +24,14 @@ from django_quickworker.cron import schedule_next_occurrence
 from django_quickworker.databases import database
 from django_quickworker.databases.base import Claim
 from django_quickworker.models import Backoff, Status, WorkerJob, WorkerJobQuerySet
+from django_quickworker.payload import storable_text
 from django_quickworker.submit import resubmit
 
 logger = logging.getLogger(__name__)
 
 CANCELLED_WHILE_RUNNING = "Cancelled by an operator while running."
+# Errors that mean "the database is unreachable": retried by the caller, never a job's fault.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,52 @@ def finish_job(
         if job.cron_schedule and not outcome.cancelled:  # cancelling a run ends its chain
             schedule_next_occurrence(job, now)
         return None if retry_due is None else resubmit(job, due=retry_due)
+
+
+def finish_safely(
+    job: WorkerJob, outcome: Outcome, lease_expired_before: datetime | None = None
+) -> WorkerJob | None:
+    """``finish_job``; but if recording ``outcome`` raises, fail ``job`` with that error."""
+    try:
+        return finish_job(job, outcome, lease_expired_before)
+    except DATABASE_UNAVAILABLE:
+        raise
+    except Exception as error:
+        fail_instead(job, error, lease_expired_before)
+        return None
+
+
+def fail_instead(
+    job: WorkerJob, error: Exception, lease_expired_before: datetime | None = None
+) -> bool:
+    """Fail ``job`` with ``error``, raised while its outcome was computed or written.
+
+    The plainest fenced write there is, using none of the row's own values, so that one
+    that breaks the ordinary finish (a remove_delay or a retry due past the year 9999 in a
+    row written before the bounds, a cron schedule that no longer parses) never leaves the
+    job running: a running row keeps its lease while its worker lives, and would never end.
+    """
+    logger.error(
+        "recording the outcome of job id=%s type=%s failed; failing it instead",
+        job.pk,
+        job.type,
+        exc_info=error,
+    )
+    now = timezone.now()
+    message = f"Recording the job's outcome failed: {type(error).__name__}: {error}"
+    fenced = _fenced(job)
+    if lease_expired_before is not None:
+        fenced = fenced.filter(lease_expires__lt=lease_expired_before)
+    changes = {
+        "status": Status.FAILED,
+        "finished": now,
+        "success": False,
+        "result": {"error": storable_text(message)},
+        "error_traceback": storable_text("".join(traceback.format_exception(error))),
+        "lease_expires": None,
+        "remove_at": None if job.persistent else now + conf.retain_failed,
+    }
+    return _landed(job, changes, fenced.update(**changes, updated_at=now))
 
 
 def finish_and_claim_next(
@@ -111,12 +163,17 @@ def backoff(job: WorkerJob) -> timedelta:
 
 
 def release_job(job: WorkerJob) -> bool:
-    """Put an interrupted run back in the queue, unfinished; return whether it was released."""
+    """Put an interrupted run back in the queue, unfinished; return whether it was released.
+
+    The run does not count: its attempt is given back, so that a job put back by a second
+    SIGTERM, a dead parent or a lost connection still gets all of its max_attempts runs.
+    """
     released = _fenced(job).update(
         status=Status.SCHEDULED,
         started=None,
         worker="",
         lease_expires=None,
+        attempt=F("attempt") - 1,
         updated_at=timezone.now(),
     )
     return released == 1
@@ -200,7 +257,9 @@ def _retry_due(job: WorkerJob, outcome: Outcome, now: datetime) -> datetime | No
 
 
 def _fenced(job: WorkerJob) -> WorkerJobQuerySet:
-    return WorkerJob.objects.running().filter(pk=job.pk, worker=job.worker, attempt=job.attempt)
+    # The start time tells two runs of one attempt apart: a release gives the attempt back.
+    running = WorkerJob.objects.running()
+    return running.filter(pk=job.pk, worker=job.worker, attempt=job.attempt, started=job.started)
 
 
 def end_jobs_of(worker: str, reason: str) -> int:
@@ -209,7 +268,7 @@ def end_jobs_of(worker: str, reason: str) -> int:
     jobs = list(WorkerJob.objects.running().filter(worker=worker))
     for job in jobs:
         logger.warning("job ended id=%s type=%s worker=%s: %s", job.pk, job.type, worker, reason)
-        finish_job(job, _ended(job, reason))
+        finish_safely(job, _ended(job, reason))
     return len(jobs)
 
 
@@ -220,10 +279,10 @@ def _ended(job: WorkerJob, reason: str) -> Outcome:
     return Outcome.failure(reason)
 
 
-def workers_asked_to_cancel(workers: list[str]) -> list[str]:
-    """Which of these workers run a job that an operator asked to cancel."""
+def jobs_asked_to_cancel(workers: list[str]) -> list[tuple[str, int]]:
+    """(worker, job id) of the jobs these workers run that an operator asked to cancel."""
     running = WorkerJob.objects.running().filter(worker__in=workers, cancel_requested__isnull=False)
-    return list(running.values_list("worker", flat=True))
+    return list(running.values_list("worker", "pk"))
 
 
 def release_jobs_of(worker: str) -> int:
@@ -237,7 +296,15 @@ def rescue_expired_jobs() -> int:
     rescued = 0
     for job in WorkerJob.objects.running().filter(lease_expires__lt=now):
         reason = f"Worker {job.worker} stopped renewing its lease; its host is presumed dead."
-        finish_job(job, _ended(job, reason), lease_expired_before=now)
+        try:
+            finish_safely(job, _ended(job, reason), lease_expired_before=now)
+        except DATABASE_UNAVAILABLE:
+            raise
+        except Exception:  # even failing it did not work: the others still deserve rescue
+            logger.error(
+                "rescue of job id=%s type=%s failed; skipping it", job.pk, job.type, exc_info=True
+            )
+            continue
         if job.status != Status.RUNNING:  # recorded: the fence and the lease check held
             logger.warning("job rescued id=%s type=%s: %s", job.pk, job.type, reason)
             rescued += 1

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from django_quickworker.conf import conf
+from django_quickworker.databases.indexes import PartialIndex
 from django_quickworker.registry import registry
 
 
@@ -231,6 +232,12 @@ class WorkerJob(models.Model):
         help_text=_("How long to keep the row after it finishes; empty for the default."),
     )
     remove_at = models.DateTimeField(_("remove at"), null=True, blank=True)
+    trace_context = models.JSONField(
+        _("trace context"),
+        null=True,
+        blank=True,
+        help_text=_("The OpenTelemetry trace it was submitted in (W3C traceparent)."),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -241,17 +248,17 @@ class WorkerJob(models.Model):
         verbose_name_plural = _("worker jobs")
         indexes = [
             # The claim query's order, over the few rows that can still be claimed.
-            models.Index(
+            PartialIndex(
                 fields=["-priority", "due", "id"],
                 condition=Q(status=Status.SCHEDULED),
                 name=CLAIMABLE_INDEX,
             ),
-            models.Index(
+            PartialIndex(
                 fields=["remove_at"],
                 condition=Q(remove_at__isnull=False),
                 name="quickworker_removable",
             ),
-            models.Index(
+            PartialIndex(
                 fields=["tag"], condition=Q(status=Status.SCHEDULED), name="quickworker_pending_tag"
             ),
             # Behind the admin's filters, search, date hierarchy and summary; measured on a
@@ -261,7 +268,10 @@ class WorkerJob(models.Model):
             models.Index(fields=["tag"], opclasses=["varchar_pattern_ops"], name="quickworker_tag"),
             models.Index(fields=["type", "id"], name="quickworker_type"),
             models.Index(fields=["queue", "id"], name="quickworker_queue"),
-            models.Index(fields=["id"], condition=~Q(cron_schedule=""), name="quickworker_cron"),
+            # Behind the metrics view's jobs per queue and status: each count reads at most
+            # 10,001 index entries (40 ms a scrape on a million rows instead of 250).
+            models.Index(fields=["status", "queue"], name="quickworker_status_queue"),
+            PartialIndex(fields=["id"], condition=~Q(cron_schedule=""), name="quickworker_cron"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -345,3 +355,17 @@ class Retries:
     already_pending: int  # had a retry waiting or running
     unregistered: int  # of a type no running code registers
     over_limit: int  # past the limit
+
+
+class WorkerTagLock(models.Model):
+    """A row per tag (hashed) that submissions lock to serialize on that tag, on databases
+    whose own locks outlive the transaction (MySQL's GET_LOCK); unused elsewhere."""
+
+    key = models.BigIntegerField(primary_key=True)
+
+    class Meta:
+        verbose_name = _("tag lock")
+        verbose_name_plural = _("tag locks")
+
+    def __str__(self) -> str:
+        return str(self.key)

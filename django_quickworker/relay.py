@@ -25,6 +25,7 @@ class Relay:
         self.layer = get_channel_layer()
         self.queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(MAX_QUEUED)
         self.failures = 0
+        self.dropped = 0  # for lack of room in the queue
 
     def handle(self, kind: str, data: dict[str, Any]) -> None:
         """Queue the message a worker sent, if it is one for browsers."""
@@ -39,6 +40,7 @@ class Relay:
         try:
             self.queue.put_nowait((group, event))
         except asyncio.QueueFull:
+            self.dropped += 1
             logger.warning("relay queue full (%d): dropping a message to %s", MAX_QUEUED, group)
 
     async def run(self) -> None:

@@ -31,6 +31,7 @@ from django_quickworker.schedule import (
     to_timedelta,
     validate_cron,
 )
+from django_quickworker.tracing import current_trace_context
 
 OnDuplicateTag = Literal["replace", "skip", "allow"]
 ON_DUPLICATE_TAG = ("replace", "skip", "allow")
@@ -152,6 +153,7 @@ def build_job(
         persistent=bool(persistent),
         priority=job_type.priority if priority is None else validate_priority(priority),
         queue=job_type.queue if queue is None else validate_queue(queue),
+        trace_context=current_trace_context(),
     )
     if isinstance(user, models.Model):
         job.user = user  # type: ignore[assignment]  # cached: no query for a user we hold
@@ -286,6 +288,7 @@ RESUBMITTED_FIELDS = (
     "timeout",
     "remove_delay",
     "persistent",
+    "trace_context",  # a retry belongs to the trace its first run was submitted in
 )
 
 

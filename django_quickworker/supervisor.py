@@ -9,12 +9,13 @@ one helper thread, off the loop.
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -29,17 +30,20 @@ from django_quickworker.conf import conf
 from django_quickworker.cron import ensure_cron_jobs
 from django_quickworker.databases import database
 from django_quickworker.finish import (
+    DATABASE_UNAVAILABLE,
     end_jobs_of,
+    jobs_asked_to_cancel,
     release_jobs_of,
     renew_leases,
     rescue_expired_jobs,
-    workers_asked_to_cancel,
 )
 from django_quickworker.models import WorkerJob
 from django_quickworker.relay import Relay
 
 if TYPE_CHECKING:
     from django_quickworker.embedded import EmbeddedServer
+    from django_quickworker.monitor import Monitor
+    from django_quickworker.supervisor_metrics import SupervisorMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +55,9 @@ KILL_GRACE = 5.0  # seconds a child gets to end its job (SIGUSR1) before SIGKILL
 CANCEL_CHECK_INTERVAL = 1.0  # seconds between looks for running jobs an operator cancelled
 FIRST_RESTART_DELAY = 0.5  # seconds; doubles with each crash in a row
 MAX_RESTART_DELAY = 30.0  # seconds
-STABLE_AFTER = 10.0  # seconds a child must live for its crash not to count as a crash loop
+STABLE_AFTER = 10.0  # seconds a child (or task) must live for its crash not to count as a loop
+MAX_TASK_FAILURES = 5  # failures in a row after which a supervisor task cannot go on
+TASK_RESTART_DELAY = 1.0  # seconds before a failed supervisor task starts again
 
 
 @dataclass
@@ -63,6 +69,7 @@ class Child:
     pipe: Connection
     worker: str
     started_at: float
+    end_request: ctypes.c_longlong  # the id of the job it must end, read by its SIGUSR1 handler
     idle: bool = False
     job_id: int | None = None
     job_started_at: float = 0.0
@@ -70,6 +77,7 @@ class Child:
     ran_a_job: bool = False
     ended_at: float | None = None  # when the parent told it to end its job
     end_reason: str | None = None  # why the parent ended it
+    ended_job_id: int | None = None  # which job the parent told it to end
 
 
 class Supervisor:
@@ -87,6 +95,7 @@ class Supervisor:
         shutdown_timeout: float | None = None,
         log_level: str = "info",
         web_server: "EmbeddedServer | None" = None,
+        monitor_address: tuple[str, int] | None = None,
     ) -> None:
         self.workers = workers
         self.queues = queues
@@ -96,11 +105,16 @@ class Supervisor:
         )
         self.log_level = log_level
         self.web_server = web_server
+        self.monitor_address = monitor_address
+        self.metrics: SupervisorMetrics | None = None  # set with a monitor (--metrics)
+        self.loops: list[asyncio.Task[None]] = []
+        self.last_heartbeat = time.monotonic()
         self.children: dict[int, Child] = {}
         self.crashes: dict[int, int] = {}  # crashes in a row, by slot
         self.restart_at: dict[int, float] = {}  # slot -> when to start it again
         self.stopping = False
         self.stopping_now = False
+        self.exit_code = 0
         self.deadline = 0.0
         self.spawn = multiprocessing.get_context("spawn")  # no inherited connections or threads
 
@@ -117,20 +131,27 @@ class Supervisor:
         self.relay = Relay()
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.on_signal, signum)
-        await self.in_db(ensure_cron_jobs)
-        await self.in_db(processes.register, self.workers, self.queues)
+        with self.unless_stopped_by_an_outage("start"):
+            await self.in_db(ensure_cron_jobs)
+            await self.in_db(processes.register, self.workers, self.queues)
         if not self.stopping:  # a signal may have come during the cron check
             for slot in range(self.workers):
                 self.start(slot)
-        watch = database(router.db_for_write(WorkerJob)).watch_for_jobs(self.wake, self.in_db)
-        tasks = [
-            self.tick(),
-            self.maintain_leases(),
-            self.watch_cancellations(),
-            self.relay.run(),
-            watch,
+        db = database(router.db_for_write(WorkerJob))
+        tasks: dict[str, Callable[[], Awaitable[None]]] = {
+            "tick": self.tick,
+            "maintain_leases": self.maintain_leases,
+            "watch_cancellations": self.watch_cancellations,
+            "relay": self.relay.run,
+            "watch_for_jobs": lambda: db.watch_for_jobs(self.wake, self.in_db),
+        }
+        running = [
+            self.loop.create_task(self.keep_running(*task), name=task[0]) for task in tasks.items()
         ]
-        running = [self.loop.create_task(task) for task in tasks]
+        self.loops = list(running)
+        if self.monitor_address:
+            monitor = self.start_monitor(*self.monitor_address)
+            running.append(self.loop.create_task(monitor.serve()))
         web = self.loop.create_task(self.web_server.serve()) if self.web_server else None
         await self.done.wait()
         if self.web_server and web:
@@ -139,25 +160,76 @@ class Supervisor:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
-        await self.in_db(processes.unregister)
+        with self.unless_stopped_by_an_outage("exit"):
+            await self.in_db(processes.unregister)
         self.db.shutdown(wait=True)
         logger.info("runworkers stopped")
-        return 0
+        return self.exit_code
+
+    async def keep_running(self, name: str, task: Callable[[], Awaitable[None]]) -> None:
+        """Run the long-lived ``task``, restarting it after any exception it raises.
+
+        One that keeps failing as soon as it starts cannot go on: runworkers then stops its
+        workers (their jobs go back to the queue) and exits with status 1, so that the
+        service manager restarts it, rather than living on half-dead.
+        """
+        failures = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await task()
+                return  # it has nothing (more) to do, as the wake-up watch on SQLite
+            except Exception as error:
+                if self.stopping:  # e.g. the database went away: nothing left to keep up
+                    logger.warning("supervisor task %s ended while stopping: %r", name, error)
+                    return
+                failures = 1 if time.monotonic() - started > STABLE_AFTER else failures + 1
+                if failures >= MAX_TASK_FAILURES:
+                    logger.critical(
+                        "supervisor task %s failed %d times in a row; stopping runworkers "
+                        "(exit status 1) so that it is restarted",
+                        name,
+                        failures,
+                        exc_info=True,
+                    )
+                    self.exit_code = 1
+                    self.stop_now()
+                    return
+                logger.error(
+                    "supervisor task %s failed; restarting it in %gs",
+                    name,
+                    TASK_RESTART_DELAY,
+                    exc_info=True,
+                )
+            await asyncio.sleep(TASK_RESTART_DELAY)
+
+    def start_monitor(self, host: str, port: int) -> "Monitor":
+        from django_quickworker.monitor import Monitor  # needs prometheus_client, an extra
+
+        monitor = Monitor(self, host, port)
+        self.metrics = monitor.metrics
+        return monitor
 
     # Children
 
     def start(self, slot: int) -> None:
         parent_end, child_end = self.spawn.Pipe()
+        end_request = self.spawn.RawValue(ctypes.c_longlong, 0)  # see Worker.on_sigusr1
         process = self.spawn.Process(
             target=child_process.main,
-            args=(slot, self.queues, child_end, self.burst, self.log_level),
+            args=(slot, self.queues, child_end, end_request, self.burst, self.log_level),
             name=f"quickworker-{slot}",
         )
         process.start()
         child_end.close()
         assert process.pid is not None
         child = Child(
-            slot, process, parent_end, worker.worker_id(slot, process.pid), time.monotonic()
+            slot,
+            process,
+            parent_end,
+            worker.worker_id(slot, process.pid),
+            time.monotonic(),
+            end_request,
         )
         self.children[slot] = child
         self.loop.add_reader(parent_end.fileno(), self.on_message, child)
@@ -180,9 +252,15 @@ class Supervisor:
             child.job_id = data["job_id"]
             child.job_started_at = time.monotonic()
             child.job_timeout = data["timeout"]
+            if self.metrics:
+                self.metrics.job_started(child.slot, data)
         elif kind == "job-finished":
             child.job_id = None
             child.ran_a_job = True
+            if child.ended_job_id == data["job_id"]:  # it finished before the signal came
+                child.ended_at = child.end_reason = child.ended_job_id = None
+            if self.metrics:
+                self.metrics.job_finished(child.slot, data["success"])
         elif kind in RELAYED:
             self.relay.handle(kind, data)
         elif kind == "worker-error":
@@ -197,6 +275,8 @@ class Supervisor:
         child.process.join()
         child.pipe.close()
         del self.children[child.slot]
+        if self.metrics:
+            self.metrics.worker_exited(child.slot)
         self.exits_in_progress += 1
         task = self.loop.create_task(self.after_exit(child))
         self.exit_tasks.add(task)
@@ -204,7 +284,10 @@ class Supervisor:
 
     async def after_exit(self, child: Child) -> None:
         try:
-            await self.settle_jobs_of(child)
+            with self.unless_stopped_by_an_outage(f"the exit of worker {child.worker}"):
+                await self.settle_jobs_of(child)
+        except Exception:  # the slot must be restarted whatever happened to its jobs
+            logger.error("settling the jobs of worker %s failed", child.worker, exc_info=True)
         finally:
             self.exits_in_progress -= 1
         code = child.process.exitcode
@@ -244,6 +327,8 @@ class Supervisor:
         crashed_early = crashed_early and lived < STABLE_AFTER
         crashes = self.crashes.get(child.slot, 0) + 1 if crashed_early else 0
         self.crashes[child.slot] = crashes
+        if self.metrics:
+            self.metrics.worker_restarting(child.end_reason, code)
         delay = min(FIRST_RESTART_DELAY * 2**crashes, MAX_RESTART_DELAY)
         if crashes >= 3:
             logger.error(
@@ -292,9 +377,9 @@ class Supervisor:
         if child.job_id is None or child.job_timeout is None:
             return
         if now - child.job_started_at > child.job_timeout:
-            self.end_job(child, f"Job timed out after {child.job_timeout:g}s.")
+            self.end_job(child, f"Job timed out after {child.job_timeout:g}s.", "timed_out")
 
-    def end_job(self, child: Child, reason: str) -> None:
+    def end_job(self, child: Child, reason: str, outcome: str) -> None:
         """Make ``child`` abandon its job and exit (SIGUSR1), and SIGKILL it if it lingers.
 
         Not SIGTERM: service managers and terminals send that to the whole process group,
@@ -302,7 +387,11 @@ class Supervisor:
         """
         logger.warning("job id=%s on %s: %s Ending the worker.", child.job_id, child.worker, reason)
         child.end_reason = reason
+        if self.metrics:
+            self.metrics.job_ending(child.slot, outcome)
         child.ended_at = time.monotonic()
+        child.ended_job_id = child.job_id
+        child.end_request.value = child.job_id or 0
         with contextlib.suppress(ProcessLookupError):
             os.kill(child.process.pid or 0, signal.SIGUSR1)
 
@@ -312,25 +401,54 @@ class Supervisor:
             await asyncio.sleep(CANCEL_CHECK_INTERVAL)
             busy = {c.worker: c for c in self.children.values() if c.job_id and not c.ended_at}
             if busy:
-                for worker_name in await self.in_db(workers_asked_to_cancel, list(busy)):
-                    self.end_job(busy[worker_name], "Cancelled by an operator.")
+                for worker_name, job_id in await self.in_db(jobs_asked_to_cancel, list(busy)):
+                    child = busy[worker_name]
+                    if child.job_id == job_id and not child.ended_at:  # still that job
+                        self.end_job(child, "Cancelled by an operator.", "cancelled")
 
     async def maintain_leases(self) -> None:
         """Renew our children's leases; rescue the jobs of hosts that stopped renewing theirs."""
         interval = conf.lease.total_seconds() / 4
         while True:
             await self.in_db(processes.heartbeat)
+            self.last_heartbeat = time.monotonic()
             workers = [child.worker for child in self.children.values()]
             if workers:
                 await self.in_db(renew_leases, workers, conf.lease)
-            if await self.in_db(rescue_expired_jobs):
+            rescued = await self.in_db(rescue_expired_jobs)
+            if rescued:
+                if self.metrics:
+                    self.metrics.rescued.inc(rescued)
                 self.wake()
             await asyncio.sleep(interval)
 
+    @contextlib.contextmanager
+    def unless_stopped_by_an_outage(self, what: str) -> Iterator[None]:
+        """Give up the database work inside when a signal came while the database is down:
+        stopping must not wait for it; running jobs are left to lease rescue."""
+        try:
+            yield
+        except DATABASE_UNAVAILABLE as error:
+            if not self.stopping:
+                raise
+            running = [c.job_id for c in self.children.values() if c.job_id]
+            logger.warning(
+                "database unavailable during %s while stopping; giving up (jobs left to lease "
+                "rescue: %s): %s",
+                what,
+                running or "none running",
+                error,
+            )
+
     async def in_db(self, function: Callable[..., T], *args: Any) -> T:
-        """Run ``function`` on the database thread, retrying while the database is down."""
+        """Run ``function`` on the database thread, retrying while the database is down
+        (until a signal asks runworkers to stop)."""
         return await self.loop.run_in_executor(
-            self.db, worker.retry_on_db_error, lambda: function(*args), function.__name__
+            self.db,
+            worker.retry_on_db_error,
+            lambda: function(*args),
+            function.__name__,
+            lambda: self.stopping,
         )
 
     # Stopping

@@ -6,6 +6,7 @@ parent answers with ``wake`` (new jobs were submitted) or ``stop``.
 """
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
-from django.db import InterfaceError, OperationalError, connections
+from django.db import connections
 from django.utils import timezone
 
 from django_quickworker.claim import claim_next, next_due
@@ -31,9 +32,11 @@ from django_quickworker.exceptions import (
     UnknownJobType,
 )
 from django_quickworker.finish import (
+    DATABASE_UNAVAILABLE,
     Outcome,
+    fail_instead,
     finish_and_claim_next,
-    finish_job,
+    finish_safely,
     release_job,
     release_jobs_of,
 )
@@ -42,6 +45,8 @@ from django_quickworker.notifications import notify_user, route_to_parent
 from django_quickworker.payload import storable_text, validate_payload
 from django_quickworker.registry import registry
 from django_quickworker.schedule import to_timedelta
+from django_quickworker.sentry import report_failure
+from django_quickworker.tracing import job_span, record_exception
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +54,7 @@ T = TypeVar("T")
 
 PARENT_CHECK_INTERVAL = 1.0  # seconds between checks that the parent is still alive
 MAX_DB_RETRY_DELAY = 10.0  # seconds, the cap of the reconnect backoff
+STOP_CHECK_INTERVAL = 0.1  # seconds between looks for a stop request while reconnecting
 
 
 def worker_id(slot: int, pid: int | None = None) -> str:
@@ -57,11 +63,16 @@ def worker_id(slot: int, pid: int | None = None) -> str:
 
 
 def run_worker(
-    slot: int, queues: list[str] | None, pipe: Connection, burst: bool, log_level: str
+    slot: int,
+    queues: list[str] | None,
+    pipe: Connection,
+    end_request: ctypes.c_longlong,
+    burst: bool,
+    log_level: str,
 ) -> None:
     """Work until told to stop; report an unexpected error to the parent before dying."""
     configure_logging(log_level)
-    worker = Worker(slot, queues, pipe, burst)
+    worker = Worker(slot, queues, pipe, burst, end_request)
     try:
         worker.run()
     except Exception:
@@ -84,7 +95,14 @@ def configure_logging(level: str) -> None:
 class Worker:
     """Claims and runs jobs in a loop; sleeps only when nothing is due."""
 
-    def __init__(self, slot: int, queues: list[str] | None, pipe: Connection, burst: bool) -> None:
+    def __init__(
+        self,
+        slot: int,
+        queues: list[str] | None,
+        pipe: Connection,
+        burst: bool,
+        end_request: ctypes.c_longlong,
+    ) -> None:
         self.id = worker_id(slot)
         self.queues = queues
         # Only jobs it can run: one of a type it does not know waits for a worker that does.
@@ -93,6 +111,10 @@ class Worker:
         self.burst = burst
         self.stopping = False
         self.current: WorkerJob | None = None
+        # The job whose function is running (None between jobs), and the one the parent
+        # wants ended: it writes the id there before it sends SIGUSR1.
+        self.running_job_id: int | None = None
+        self.end_request = end_request
         self.parent_pid = os.getppid()
         self.send_lock = threading.Lock()  # a job's own threads may send messages too
 
@@ -102,6 +124,22 @@ class Worker:
         route_to_parent(self.send)
         self.send("worker-started", worker=self.id, pid=os.getpid())
         threading.Thread(target=self.watch_parent, name="parent-watch", daemon=True).start()
+        try:
+            self.work()
+        except DATABASE_UNAVAILABLE:
+            if not self.stopping:
+                raise
+            # Asked to stop while the database is unreachable: what could not be recorded
+            # is left to lease rescue, rather than waiting for a database that may not return.
+            job = self.current
+            logger.warning(
+                "worker %s stopping with the database unreachable; job id=%s is left to "
+                "lease rescue",
+                self.id,
+                job and job.pk,
+            )
+
+    def work(self) -> None:
         job = self.advance(None, None)
         while job is not None or not (self.stopping or self.burst):
             if job is None:
@@ -124,17 +162,28 @@ class Worker:
         try:
             if done is not None and outcome is not None:
                 if self.stopping:
-                    finish_job(done, outcome)
+                    finish_safely(done, outcome)
                     return None
-                self.current = finish_and_claim_next(
-                    done, outcome, self.queues, conf.lease, self.types
-                )
+                self.current = self.finish_and_claim(done, outcome)
             else:
                 self.current = None if self.stopping else self.claim()
-        except (OperationalError, InterfaceError) as error:
+        except DATABASE_UNAVAILABLE as error:
             logger.warning("database unavailable, reconnecting: %s", error)
-            self.current = retry_on_db_error(lambda: self.recover(done, outcome), "recovery")
+            self.current = retry_on_db_error(
+                lambda: self.recover(done, outcome), "recovery", self.should_stop
+            )
         return self.current
+
+    def finish_and_claim(self, done: WorkerJob, outcome: Outcome) -> WorkerJob | None:
+        """Finish ``done`` and claim the next job; if recording the outcome raises, fail
+        ``done`` with that error and go on: no job may stop its worker."""
+        try:
+            return finish_and_claim_next(done, outcome, self.queues, conf.lease, self.types)
+        except DATABASE_UNAVAILABLE:
+            raise
+        except Exception as error:
+            fail_instead(done, error)
+            return self.claim()
 
     def claim(self) -> WorkerJob | None:
         return claim_next(self.id, self.queues, conf.lease, self.types)
@@ -144,7 +193,7 @@ class Worker:
         back any job claimed by a statement whose answer was lost, then claim again."""
         connections.close_all()
         if done is not None and outcome is not None:
-            finish_job(done, outcome)
+            finish_safely(done, outcome)
         release_jobs_of(self.id)
         return None if self.stopping else self.claim()
 
@@ -154,19 +203,44 @@ class Worker:
         self.stopping = True
 
     def on_sigusr1(self, signum: int, frame: object) -> None:
-        """The parent ends the current job (timeout or cancel): unwind it and exit."""
-        raise SystemExit(f"worker {self.id} told to end its job")
+        """The parent ends a job (timeout or cancel): unwind it and exit, if it is the job
+        running now. The parent decided on what it last heard; the job it meant may have
+        finished since, and the one claimed after it must not pay for it."""
+        wanted = self.end_request.value
+        if self.running_job_id is None or wanted != self.running_job_id:
+            logger.info(
+                "worker %s: not ending job id=%s, asked to end job id=%s which is over",
+                self.id,
+                self.running_job_id,
+                wanted,
+            )
+            return
+        raise SystemExit(f"worker {self.id} told to end job id={wanted}")
 
     def run_job(self, job: WorkerJob) -> tuple[Outcome, float]:
         """Run ``job``; return its outcome and how long it took, in ms."""
         self.current = job
-        self.send("job-started", job_id=job.pk, timeout=_seconds(job.timeout), attempt=job.attempt)
+        self.send(
+            "job-started",
+            job_id=job.pk,
+            timeout=_seconds(job.timeout),
+            attempt=job.attempt,
+            type=job.type,
+            queue=job.queue,
+            wait=(job.started - job.due).total_seconds() if job.started else 0.0,
+        )
         tell_owner(job, "job.started", {"attempt": job.attempt})
         logger.info(
             "job started id=%s type=%s tag=%s attempt=%s", job.pk, job.type, job.tag, job.attempt
         )
         started = time.monotonic()
-        outcome = execute(job)
+        self.running_job_id = job.pk
+        try:
+            with job_span(job) as span:
+                outcome = execute(job)
+                span.end_with(outcome)
+        finally:
+            self.running_job_id = None
         return outcome, (time.monotonic() - started) * 1000
 
     def report_finished(self, job: WorkerJob, outcome: Outcome, elapsed_ms: float) -> None:
@@ -184,7 +258,7 @@ class Worker:
 
     def idle_timeout(self) -> float:
         """Seconds to wait for a wake-up: the poll interval, or less if a job falls due sooner."""
-        next_due = retry_on_db_error(self.next_due, "look ahead")
+        next_due = retry_on_db_error(self.next_due, "look ahead", self.should_stop)
         if next_due is None:
             return conf.poll_interval
         until_due = (next_due - timezone.now()).total_seconds()
@@ -212,13 +286,22 @@ class Worker:
         except (BrokenPipeError, OSError):
             self.stopping = True
 
+    def should_stop(self) -> bool:
+        """Whether a signal or the parent asked this worker to stop (read while reconnecting,
+        when the loop that reads the parent's messages is not running)."""
+        self.read_messages(timeout=0)
+        return self.stopping
+
     def watch_parent(self) -> None:
         """Leave when the parent dies, putting the current job back in the queue."""
         while os.getppid() == self.parent_pid:
             time.sleep(PARENT_CHECK_INTERVAL)
         job = self.current
-        if job is not None and release_job(job):
-            logger.warning("parent died: released job id=%s type=%s", job.pk, job.type)
+        try:
+            if job is not None and release_job(job):
+                logger.warning("parent died: released job id=%s type=%s", job.pk, job.type)
+        except DATABASE_UNAVAILABLE as error:
+            logger.warning("parent died: job id=%s left to lease rescue: %s", job and job.pk, error)
         os._exit(1)
 
 
@@ -256,6 +339,8 @@ def execute(job: WorkerJob) -> Outcome:
             error,
             exc_info=True,
         )
+        report_failure(job, error)
+        record_exception(error)
         message = storable_text(str(error)) or type(error).__name__
         return Outcome(
             False,
@@ -295,18 +380,31 @@ def _retry_outcome(job: WorkerJob, request: RetryJob) -> Outcome:
     return Outcome(False, {"error": message}, retry_requested=True, retry_delay=delay)
 
 
-def retry_on_db_error(operation: Callable[[], T], what: str) -> T:
-    """Run ``operation``; while the database is unreachable, reconnect with backoff and retry."""
+def retry_on_db_error(
+    operation: Callable[[], T], what: str, should_stop: Callable[[], bool] = lambda: False
+) -> T:
+    """Run ``operation``; while the database is unreachable, reconnect with backoff and retry.
+
+    Once ``should_stop()`` says so (a signal came), the database error is raised instead:
+    a process asked to stop must not wait for a database that may never come back.
+    """
     delay = 0.1
     while True:
         try:
             return operation()
-        except (OperationalError, InterfaceError) as error:
+        except DATABASE_UNAVAILABLE as error:
+            if should_stop():
+                logger.warning("database unavailable during %s; stopping: %s", what, error)
+                raise
             logger.warning(
                 "database unavailable during %s, retrying in %.1fs: %s", what, delay, error
             )
             connections.close_all()
-            time.sleep(delay)
+            remaining = delay
+            while remaining > 0 and not should_stop():  # in steps, to notice a stop soon
+                step = min(STOP_CHECK_INTERVAL, remaining)
+                time.sleep(step)
+                remaining -= step
             delay = min(delay * 2, MAX_DB_RETRY_DELAY)
 
 

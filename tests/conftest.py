@@ -1,8 +1,8 @@
 """Shared fixtures, and the database the run is on.
 
-Tests marked ``postgresql`` or ``sqlite`` exercise one database's own mechanism (advisory
-locks, NOTIFY, SQLite's write lock); they run in the tox envs for that database and are
-deselected, with a line saying so, in the others.
+Tests marked ``postgresql``, ``mysql`` or ``sqlite`` exercise one database's own mechanism
+(advisory locks, NOTIFY, lock rows, SQLite's write lock); they run in the tox envs of the
+databases they are marked for and are deselected, with a line saying so, in the others.
 """
 
 import contextlib
@@ -27,7 +27,7 @@ import django_quickworker
 from django_quickworker.databases.postgresql import NOTIFY_CHANNEL
 from django_quickworker.registry import JobRegistry, registry
 
-VENDOR_MARKERS = {"postgresql", "sqlite"}
+VENDOR_MARKERS = {"mysql", "postgresql", "sqlite"}
 T = TypeVar("T")
 
 
@@ -43,16 +43,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     vendor = connection.vendor
-    other = [item for item in items if _vendor_of(item) not in (None, vendor)]
+    other = [item for item in items if _vendors_of(item) and vendor not in _vendors_of(item)]
     if other:
         config.hook.pytest_deselected(items=other)
         items[:] = [item for item in items if item not in other]
         print(f"\n{len(other)} tests for other databases deselected (this run is on {vendor}).")
 
 
-def _vendor_of(item: pytest.Item) -> str | None:
-    marks = VENDOR_MARKERS.intersection(mark.name for mark in item.iter_markers())
-    return marks.pop() if marks else None
+def _vendors_of(item: pytest.Item) -> set[str]:
+    """The databases ``item`` is marked for (none: all)."""
+    return VENDOR_MARKERS.intersection(mark.name for mark in item.iter_markers())
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -66,7 +66,8 @@ def database_reachable(django_db_blocker: pytest.FixtureRequest) -> None:
             pytest.exit(
                 f"Cannot connect to the {connection.vendor} database "
                 f"{url.get('HOST') or ''}:{url.get('PORT') or ''} ({error}). Start it "
-                "(PostgreSQL: pg_ctlcluster --skip-systemctl-redirect 15 main start) or point "
+                "(PostgreSQL: pg_ctlcluster --skip-systemctl-redirect 15 main start; MariaDB: "
+                "start-stop-daemon --start --background --exec /usr/sbin/mariadbd) or point "
                 "DATABASE_URL at a running server.",
                 returncode=3,
             )
@@ -88,8 +89,16 @@ def database_url(settings_dict: dict[str, Any] | None = None) -> str:
     db = settings_dict or connection.settings_dict
     if db["ENGINE"] == "django.db.backends.sqlite3":
         return f"sqlite:///{db['NAME']}"
+    scheme, port = URL_SCHEMES[db["ENGINE"]]
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    return f"{scheme}://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or port}/{db['NAME']}"
+
+
+# A server database's engine -> its DATABASE_URL scheme and default port.
+URL_SCHEMES = {
+    "django.db.backends.postgresql": ("postgres", 5432),
+    "django.db.backends.mysql": ("mysql", 3306),
+}
 
 
 def run_together(calls: list[Callable[[], object]]) -> None:

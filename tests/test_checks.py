@@ -145,8 +145,9 @@ def test_sqlite_without_immediate_mode_is_w001(sqlite_options: dict[str, Any]) -
 
 
 @pytest.mark.postgresql
-def test_postgresql_needs_no_transaction_mode() -> None:
-    assert connections["default"].vendor == "postgresql"
+@pytest.mark.mysql
+def test_server_databases_need_no_transaction_mode() -> None:
+    assert connections["default"].vendor in ("postgresql", "mysql")
     assert check_database(None) == []
 
 

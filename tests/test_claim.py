@@ -5,6 +5,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 from pytest_django import DjangoAssertNumQueries
 
@@ -215,8 +216,11 @@ def test_a_job_of_a_type_no_worker_knows_waits(start_runworkers: StartRunworkers
 @pytest.mark.django_db
 def test_a_claim_is_one_query(django_assert_num_queries: DjangoAssertNumQueries) -> None:
     make_job("job", queue="a")
+    # MySQL has no UPDATE … RETURNING: it locks the row, then updates it (in the test's
+    # transaction here; in a transaction of its own otherwise).
+    statements = 2 if connection.vendor == "mysql" else 1
 
-    with django_assert_num_queries(1):
+    with django_assert_num_queries(statements):
         assert claim_next("w", ["a", "b"], LEASE) is not None
     with django_assert_num_queries(1):
         assert claim_next("w", None, LEASE) is None

@@ -26,6 +26,7 @@ from django_quickworker.finish import Outcome, finish_job
 from django_quickworker.models import Status, WorkerJob
 from django_quickworker.registry import JobRegistry, registry
 from django_quickworker.schedule import next_cron_due
+from django_quickworker.submit import lock_tags
 from tests.conftest import Runworkers, StartRunworkers, run_together, wait_until
 
 UTC = ZoneInfo("UTC")
@@ -295,6 +296,7 @@ def test_concurrent_ensure_cron_jobs_write_one_row_per_cron_tag(
 
 
 @pytest.mark.postgresql
+@pytest.mark.mysql
 def test_five_runworkers_started_at_once_schedule_the_cleanup_once(
     start_runworkers: StartRunworkers,
 ) -> None:
@@ -305,16 +307,27 @@ def test_five_runworkers_started_at_once_schedule_the_cleanup_once(
 
     def waiting_for_the_table() -> int:
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(DISTINCT pid) FROM pg_locks WHERE relation = %s::regclass "
-                "AND NOT granted",
-                [table],
-            )
+            if connection.vendor == "mysql":
+                cursor.execute(
+                    "SELECT count(*) FROM information_schema.INNODB_TRX "
+                    "WHERE trx_state = 'LOCK WAIT'"
+                )
+            else:
+                cursor.execute(
+                    "SELECT count(DISTINCT pid) FROM pg_locks WHERE relation = %s::regclass "
+                    "AND NOT granted",
+                    [table],
+                )
             return int(cursor.fetchone()[0])
 
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(f'LOCK TABLE "{table}" IN ACCESS EXCLUSIVE MODE')
+        if connection.vendor == "mysql":
+            # A MySQL table lock does not wait inside a transaction: hold the cron tags'
+            # lock rows instead, which ensure_cron_jobs waits for.
+            lock_tags(declared_tags(), connection.alias)
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute(f'LOCK TABLE "{table}" IN ACCESS EXCLUSIVE MODE')
         runners = [start_runworkers("--workers", "1", env=FAST_POLL) for _ in range(5)]
         wait_until(lambda: waiting_for_the_table() == 5, 60, "all five to wait for the table")
     # Released: all five go on at once. Each spawns its child once ensure_cron_jobs committed.

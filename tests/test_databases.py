@@ -1,12 +1,26 @@
 """The database seam: one object per connection, chosen by its vendor; the rest refuses."""
 
+import logging
 import subprocess
 import sys
 import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 
-from django.db import connection
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
 
+from django_quickworker import submit_job
+from django_quickworker.checks import check_database
+from django_quickworker.claim import claim_next
 from django_quickworker.databases import MODULES, database
+from django_quickworker.databases.base import Claim
+from django_quickworker.finish import Outcome, finish_and_claim_next
+from django_quickworker.models import CLAIMABLE_INDEX, Status, WorkerJob
+from tests.conftest import StartRunworkers, wait_until
 
 UNSUPPORTED_PROJECT = textwrap.dedent(
     """
@@ -42,3 +56,130 @@ def test_manage_py_check_refuses_an_unsupported_database() -> None:
     assert "quickworker.E005" in result.stderr
     assert "'unknown'" in result.stderr  # the vendor, named
     assert "'mysql', 'postgresql', 'sqlite'" in result.stderr  # and what is supported
+
+
+# --- MySQL and MariaDB ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def reconnect_with(request: pytest.FixtureRequest) -> Iterator[Callable[..., None]]:
+    """Reconnect the default connection with these OPTIONS; the originals come back after."""
+    options = connection.settings_dict.setdefault("OPTIONS", {})
+    saved = dict(options)
+
+    def reconnect(**changes: object) -> None:
+        options.update(changes)
+        connection.close()
+        connection.ensure_connection()
+
+    yield reconnect
+    options.clear()
+    options.update(saved)
+    connection.close()
+
+
+@pytest.mark.mysql
+@pytest.mark.django_db
+def test_read_committed_passes_the_isolation_check() -> None:
+    assert check_database(None, databases=["default"]) == []
+    assert check_database(None) == []
+
+
+@pytest.mark.mysql
+@pytest.mark.django_db(
+    transaction=True
+)  # it reconnects, which a test transaction would not survive
+@pytest.mark.parametrize("level", ["repeatable read", "serializable"])
+def test_stricter_isolation_is_e006(reconnect_with: Callable[..., None], level: str) -> None:
+    reconnect_with(isolation_level=level)
+
+    from_server = check_database(None, databases=["default"])
+    from_settings = check_database(None)
+
+    for messages in (from_server, from_settings):
+        assert [message.id for message in messages] == ["quickworker.E006"]
+        assert level.upper().replace(" ", "-") in messages[0].msg
+        assert "read committed" in (messages[0].hint or "")
+
+
+@pytest.mark.mysql
+@pytest.mark.django_db(
+    transaction=True
+)  # it reconnects, which a test transaction would not survive
+def test_an_init_command_that_changes_the_isolation_is_caught(
+    reconnect_with: Callable[..., None],
+) -> None:
+    # The settings say nothing; only the server knows.
+    reconnect_with(
+        isolation_level=None, init_command="SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE"
+    )
+
+    assert check_database(None) == []
+    assert [m.id for m in check_database(None, databases=["default"])] == ["quickworker.E006"]
+
+
+@pytest.mark.mysql
+@pytest.mark.django_db
+def test_the_claim_walks_the_claimable_index_in_claim_order() -> None:
+    for index in range(20):
+        submit_job(tag=f"t{index}", type="demo.add", priority=index % 3)
+    claim = Claim("w", ["default", "other"], ["demo.add"], timedelta(seconds=60))
+    sql, params = database("default").claimable(claim, timezone.now(), "*")
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {sql}", params)
+        names = [column[0] for column in cursor.description]
+        (plan,) = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    assert plan["key"] == CLAIMABLE_INDEX
+    assert "filesort" not in (plan["Extra"] or "")  # read in index order, not sorted
+
+
+@pytest.mark.mysql
+@pytest.mark.django_db(transaction=True)
+def test_a_lock_wait_timeout_is_retried_not_a_failed_job(caplog: pytest.LogCaptureFixture) -> None:
+    submit_job(tag="held", type="demo.add")
+    job = claim_next("w", None, timedelta(seconds=60))
+    assert job is not None
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_row() -> None:  # as an operator's admin action would, for 2.5 s
+        try:
+            with transaction.atomic():
+                WorkerJob.objects.select_for_update().get(pk=job.pk)
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    assert locked.wait(10)
+    threading.Timer(2.5, release.set).start()
+    with connection.cursor() as cursor:
+        cursor.execute("SET SESSION innodb_lock_wait_timeout = 1")
+
+    with caplog.at_level(logging.INFO, logger="django_quickworker.databases.mysql"):
+        finish_and_claim_next(job, Outcome(True, {"sum": 3}), None, timedelta(seconds=60))
+    holder.join(10)
+
+    job.refresh_from_db()
+    assert (job.status, job.result) == (Status.SUCCEEDED, {"sum": 3})
+    assert "lock wait timeout, trying again" in caplog.text
+    connection.close()  # the next test gets the default lock wait timeout
+
+
+@pytest.mark.mysql
+@pytest.mark.postgresql
+def test_an_idle_pool_starts_a_new_job_without_waiting_for_its_poll(
+    start_runworkers: StartRunworkers,
+) -> None:
+    # The workers poll every 30 s; NOTIFY (PostgreSQL) or the parent's watch of the highest
+    # job id (MySQL) must wake them long before.
+    runner = start_runworkers("--workers", "2", env={"QUICKWORKER": '{"POLL_INTERVAL": 30}'})
+    wait_until(lambda: len(runner.children()) == 2, what="two workers")
+    time.sleep(2)  # both idle, waiting on their parent
+    job = submit_job(tag="woken", type="demo.add", data={"a": 1, "b": 2})
+    submitted = time.monotonic()
+
+    wait_until(lambda: WorkerJob.objects.get(pk=job.pk).status == Status.SUCCEEDED, 10, "the job")
+    assert time.monotonic() - submitted < 5, runner.output

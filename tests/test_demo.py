@@ -2,6 +2,7 @@
 
 import pytest
 from django.contrib.auth.models import User
+from django.contrib.staticfiles import finders
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -98,3 +99,25 @@ def test_a_body_that_is_not_json_is_400(alice: Client, body: str) -> None:
 
 def test_get_is_not_allowed(alice: Client) -> None:
     assert alice.get("/jobs/demo.add/").status_code == 405
+
+
+@pytest.mark.django_db
+def test_the_sign_in_page_gives_the_demo_credentials(client: Client) -> None:
+    page = client.get(reverse("admin:login")).content.decode()
+
+    assert "Sign in as <strong>demo</strong>, password <strong>demo</strong>" in page
+    assert 'id="login-form"' in page  # the admin's own form, below the line
+
+
+def test_the_page_fits_a_phone_and_has_an_icon(alice: Client) -> None:
+    page = alice.get("/").content.decode()
+
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    assert '<link rel="icon" href="/static/demo/favicon.svg" type="image/svg+xml">' in page
+    assert finders.find("demo/favicon.svg")
+
+
+def test_favicon_ico_leads_to_the_icon(client: Client) -> None:
+    response = client.get("/favicon.ico")
+
+    assert (response.status_code, response["Location"]) == (302, "/static/demo/favicon.svg")

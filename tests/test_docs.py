@@ -1,4 +1,5 @@
-"""The guide in docs/ stays true: its examples run, and its reference pages match the code.
+"""The guide in docs/ and the README stay true: their examples run, and the guide's reference
+pages match the code.
 
 - Every ``.. code-block:: python`` runs, in page order, in one namespace per page, on the
   test database (rolled back afterwards), with the job registry restored after the page.
@@ -17,26 +18,36 @@
   the code has.
 - Code is only ever shown in ``.. code-block::`` directives of a known language, so nothing
   escapes these checks.
+- The README's fenced blocks (python, sh, html) get the same checks as the guide's python,
+  shell and HTML blocks, in one namespace for the whole README.
 """
 
 import ast
 import configparser
+import contextlib
+import http.server
 import inspect
 import json
 import re
 import shlex
+import sys
 import textwrap
+import threading
+import types
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import django
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.staticfiles import finders
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, get_commands, load_command_class
 from django.template import Context, Template
-from django.test import override_settings
+from django.test import RequestFactory, override_settings
 from django.utils.module_loading import import_string
 
 from django_quickworker import conf as conf_module
@@ -44,6 +55,7 @@ from django_quickworker import processes
 from django_quickworker.checks import check_configuration
 from django_quickworker.conf import DEFAULTS, ENV_DEFAULTS, conf
 from django_quickworker.context import JobContext
+from django_quickworker.exceptions import RetryJob
 from django_quickworker.models import WorkerJob
 from django_quickworker.registry import JobRegistry
 from django_quickworker.status import summarize
@@ -98,7 +110,29 @@ def code_blocks(page: Path) -> list[Block]:
     return blocks
 
 
-BLOCKS = [block for page in PAGES for block in code_blocks(page)]
+README = REPO / "README.md"
+FENCE = re.compile(r"^```(?P<language>[\w+-]*)\n(?P<code>.*?)^```$", re.MULTILINE | re.DOTALL)
+# The README's fence languages, named as the guide's: its HTML is a Django template, and
+# shell lines carry no prompt.
+README_LANGUAGES = {"python": "python", "sh": "sh", "html": "html+django"}
+
+
+def readme_blocks(readme: Path = README) -> list[Block]:
+    """The README's fenced code blocks, in order."""
+    text = readme.read_text(encoding="utf-8")
+    blocks = []
+    for match in FENCE.finditer(text):
+        line = text.count("\n", 0, match.start("code")) + 1
+        language = README_LANGUAGES.get(match["language"], match["language"])
+        blocks.append(Block(readme, line, language, match["code"], compile_only=False))
+    return blocks
+
+
+def blocks_of(page: Path) -> list[Block]:
+    return readme_blocks(page) if page.suffix == ".md" else code_blocks(page)
+
+
+BLOCKS = [block for page in PAGES for block in code_blocks(page)] + readme_blocks()
 PYTHON_PAGES = sorted({block.page for block in BLOCKS if block.language == "python"})
 
 
@@ -109,6 +143,25 @@ def blocks_in(language: str) -> list[Block]:
 def test_the_docs_have_pages_and_examples() -> None:
     assert {page.stem for page in PAGES} >= {"index", "settings", "reference"}
     assert len(blocks_in("python")) > 20
+    assert README in PYTHON_PAGES
+
+
+def test_the_readme_shows_code_only_in_fences_it_checks() -> None:
+    blocks = readme_blocks()
+    assert len([block for block in blocks if block.language == "python"]) >= 8
+    for block in blocks:
+        assert block.language in README_LANGUAGES.values(), f"{block}: ```{block.language}"
+        assert block.code.strip(), f"{block}: an empty code block"
+    fences = README.read_text(encoding="utf-8").count("\n```")
+    assert fences == 2 * len(blocks), "a fence the parser missed, or one left open"
+
+
+def test_readme_blocks_are_found_with_their_first_line(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# T\n\n```python\nx = 1\n\ny = 2\n```\n\nText.\n\n```html\n<p>\n```\n")
+    first, second = readme_blocks(readme)
+    assert (first.line, first.language, first.code) == (4, "python", "x = 1\n\ny = 2\n")
+    assert (second.line, second.language, second.code) == (12, "html+django", "<p>\n")
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: page.stem)
@@ -148,10 +201,11 @@ def test_code_blocks_are_found_with_their_first_line_and_marker(tmp_path: Path) 
 
 
 def test_compile_only_blocks_are_few() -> None:
-    """Blocks that cannot run here (they need a server) are compiled only; keep them rare."""
+    """Blocks that cannot run here are compiled only: they need a server, set up a process-wide
+    SDK (Sentry, OpenTelemetry) or a newer Django than the env's. Keep them rare."""
     compile_only = [block for block in BLOCKS if block.compile_only]
     assert all(block.language == "python" for block in compile_only), compile_only
-    assert len(compile_only) <= 3, [str(block) for block in compile_only]
+    assert len(compile_only) <= 4, [str(block) for block in compile_only]
 
 
 # Python examples
@@ -160,8 +214,26 @@ def test_compile_only_blocks_are_few() -> None:
 @pytest.mark.django_db
 @pytest.mark.parametrize("page", PYTHON_PAGES, ids=lambda page: page.stem)
 def test_python_examples_run(page: Path, job_registry: JobRegistry) -> None:
-    namespace: dict[str, Any] = {"__name__": f"docs.{page.stem}"}
-    for block in code_blocks(page):
+    run_python_examples(page)
+
+
+# The examples import Django 6's django.tasks; on Django 5.2 the same API comes from the
+# django-tasks backport, which the guide tells readers to import instead (tasks.rst).
+if django.VERSION < (6, 0):
+    import django_tasks
+
+    sys.modules.setdefault("django.tasks", django_tasks)
+
+
+def run_python_examples(page: Path) -> dict[str, Any]:
+    """Run the page's python blocks in order, as the body of a module ``docs.<page>``;
+    return the namespace they filled."""
+    # A real, importable module, as a project's tasks.py is: the Tasks backend finds a task
+    # again by its module path when it reads a result.
+    module = types.ModuleType(f"docs.{page.stem}")
+    sys.modules[module.__name__] = module
+    namespace: dict[str, Any] = module.__dict__
+    for block in blocks_of(page):
         if block.language != "python":
             continue
         # Padded so that tracebacks give the line numbers of the .rst file.
@@ -173,6 +245,56 @@ def test_python_examples_run(page: Path, job_registry: JobRegistry) -> None:
             check = SETTING_CHECKS.get(name)
             if check:
                 check(block, namespace[name])
+    return namespace
+
+
+@pytest.mark.django_db
+def test_the_readme_quickstart_sends_its_welcome_mail(
+    job_registry: JobRegistry, mailoutbox: list[Any]
+) -> None:
+    readme = run_python_examples(README)
+    ada = get_user_model().objects.create_user("ada", "ada@example.com")
+    request = RequestFactory().post("/welcome/")
+    request.user = ada
+
+    response = readme["send_welcome"](request)
+
+    job = WorkerJob.objects.get(tag=f"welcome:{ada.pk}")
+    assert (response.status_code, job.type, job.user) == (202, "sendWelcomeEmail", ada)
+    assert readme["send_welcome_email"](JobContext(job)) == {"sent_to": "ada@example.com"}
+    assert [message.to for message in mailoutbox] == [["ada@example.com"]]
+
+
+@pytest.mark.django_db  # the README's blocks enqueue a task
+def test_the_readme_charge_job_retries_a_busy_gateway_in_a_minute(
+    job_registry: JobRegistry,
+) -> None:
+    readme = run_python_examples(README)
+    with busy_gateway() as url, pytest.raises(RetryJob) as retry:
+        readme["charge"](JobContext(WorkerJob(tag="t", type="charge", data={"gateway_url": url})))
+
+    assert retry.value.delay == 60
+
+
+@contextlib.contextmanager
+def busy_gateway() -> Iterator[str]:
+    """The URL of a real HTTP server that answers every POST with 503 Service Unavailable."""
+
+    class Busy(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_error(503)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet."""
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Busy) as server:
+        thread = threading.Thread(target=server.serve_forever)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}/charge"
+        finally:
+            server.shutdown()
+            thread.join()
 
 
 def assigned_names(code: str) -> set[str]:
@@ -206,6 +328,10 @@ def check_installed_apps(block: Block, value: Any) -> None:
     assert "django_quickworker" in value, f"{block}: django_quickworker is not installed"
 
 
+def check_email_backend(block: Block, value: Any) -> None:
+    import_string(value)  # raises if the backend cannot be imported
+
+
 def check_logging(block: Block, value: Any) -> None:
     unknown = {
         name for name in value.get("loggers", {}) if name.startswith("django_quickworker")
@@ -219,6 +345,7 @@ SETTING_CHECKS = {
     "DATABASES": check_databases,
     "INSTALLED_APPS": check_installed_apps,
     "LOGGING": check_logging,
+    "EMAIL_BACKEND": check_email_backend,
 }
 
 
@@ -250,7 +377,7 @@ def command_lines(block: Block) -> list[list[str]]:
     return found
 
 
-SHELL_BLOCKS = blocks_in("console") + blocks_in("ini")
+SHELL_BLOCKS = blocks_in("console") + blocks_in("ini") + blocks_in("sh")
 
 
 @pytest.mark.parametrize("block", SHELL_BLOCKS, ids=str)

@@ -186,16 +186,17 @@ def test_a_finish_by_another_worker_records_nothing() -> None:
     assert (stored(job).status, stored(job).result) == (Status.SUCCEEDED, "mine")
 
 
-def test_a_finish_of_an_older_attempt_records_nothing() -> None:
+def test_a_finish_of_an_older_run_records_nothing() -> None:
     old = run("rerun", auto_reschedule_on_failure=True, max_attempts=5)
     assert release_job(old)
-    new = reclaim(old)  # the same worker name, the next attempt
-    assert (old.attempt, new.attempt) == (1, 2)
+    new = reclaim(old)  # the same worker name and, since a release gives it back, attempt
+    assert (old.attempt, new.attempt) == (1, 1)
+    assert old.started != new.started
 
     assert finish_job(old, Outcome.failure("late")) is None
 
     row = stored(new)
-    assert (row.status, row.attempt, row.result) == (Status.RUNNING, 2, None)
+    assert (row.status, row.attempt, row.result) == (Status.RUNNING, 1, None)
     assert WorkerJob.objects.count() == 1
 
     finish_job(new, Outcome(True, "second run"))
@@ -235,7 +236,7 @@ def test_release_puts_the_job_back_unfinished() -> None:
     assert row.status == Status.SCHEDULED
     assert (row.started, row.finished, row.success, row.lease_expires) == (None, None, None, None)
     assert row.worker == ""
-    assert row.attempt == 1
+    assert row.attempt == 0  # a run put back does not use up an attempt
     assert release_job(job) is False  # no longer leased to w1
 
 
@@ -248,7 +249,7 @@ def test_after_a_release_the_old_run_cannot_finish_but_a_new_claim_can() -> None
     assert (row.status, row.result, row.finished) == (Status.SCHEDULED, None, None)
 
     again = reclaim(job, worker="w2")
-    assert (again.worker, again.attempt) == ("w2", 2)
+    assert (again.worker, again.attempt) == ("w2", 1)
     finish_job(again, Outcome(True, "new run"))
 
     row = stored(job)

@@ -204,6 +204,7 @@ def asgi_server(tmp_path: Path) -> Iterator[AsgiServer]:
 
 
 @pytest.mark.postgresql
+@pytest.mark.mysql
 def test_live_messages_cross_redis_to_the_owners_socket_only(
     start_runworkers: StartRunworkers,
     asgi_server: AsgiServer,

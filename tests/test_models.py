@@ -168,9 +168,11 @@ def test_indexes_exist_in_the_database() -> None:
 
     for name in ("quickworker_claimable", "quickworker_removable", "quickworker_pending_tag"):
         assert constraints[name]["index"] is True
-    assert constraints["quickworker_claimable"]["columns"] == ["priority", "due", "id"]
+    # Without partial indexes (MySQL), each is led by the column its condition tests.
+    status = [] if connection.features.supports_partial_indexes else ["status"]
+    assert constraints["quickworker_claimable"]["columns"] == [*status, "priority", "due", "id"]
     assert constraints["quickworker_removable"]["columns"] == ["remove_at"]
-    assert constraints["quickworker_pending_tag"]["columns"] == ["tag"]
+    assert constraints["quickworker_pending_tag"]["columns"] == [*status, "tag"]
 
 
 @pytest.mark.django_db

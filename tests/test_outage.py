@@ -116,6 +116,8 @@ def server_connections(pid: int, port: int) -> int:
     )
 
 
+# PostgreSQL only for now: it restarts a server of its own (pgcluster); the same test on a
+# MariaDB server of its own is not written yet.
 @pytest.mark.postgresql
 def test_a_postgresql_restart_loses_no_job(
     cluster: Cluster, start_runworkers: Callable[..., Runworkers]
@@ -233,3 +235,57 @@ def test_a_postgresql_restart_loses_no_job(
     runner.send(signal.SIGTERM)
     assert runner.wait(timeout=30) == 0, runner.output
     assert "runworkers stopped" in runner.output
+
+
+def stop_during_an_outage(
+    cluster: Cluster, start_runworkers: Callable[..., Runworkers], *args: str
+) -> Runworkers:
+    """runworkers on the throwaway server, with a job running, then the server stopped."""
+    manage(cluster, "migrate", "--verbosity", "0")
+    submit = (
+        "from django_quickworker import submit_job\n"
+        "submit_job(tag='long', type='demo.record', data={'seconds': 60})\n"
+    )
+    manage(cluster, "shell", "--no-imports", "-c", submit)
+    runner = start_runworkers(
+        "--workers",
+        "2",
+        *args,
+        env={
+            "DATABASE_URL": cluster.url(DATABASE),
+            "QUICKWORKER": '{"POLL_INTERVAL": 0.2, "LEASE": 2}',
+        },
+    )
+    running = f"SELECT count(*) FROM {OURS} AND status = 'running'"
+    wait_for(runner, lambda: count(cluster, running) == 1, "the job to start")
+    cluster.stop("fast")
+    # Long enough for the idle worker, and the parent's lease loop, to be retrying.
+    wait_for(runner, lambda: runner.output.count("database unavailable") >= 2, "the retries")
+    return runner
+
+
+@pytest.mark.postgresql
+def test_a_first_signal_during_an_outage_exits_within_the_shutdown_timeout(
+    cluster: Cluster, start_runworkers: Callable[..., Runworkers]
+) -> None:
+    runner = stop_during_an_outage(cluster, start_runworkers, "--shutdown-timeout", "3")
+    sent = time.monotonic()
+    runner.send(signal.SIGTERM)
+    assert runner.wait(timeout=30) == 0, runner.output
+    took = time.monotonic() - sent
+    assert took < 3 + 5, f"{took:.1f}s\n{runner.output}"
+    assert "left to lease rescue" in runner.output, runner.output
+
+
+@pytest.mark.postgresql
+def test_a_second_signal_during_an_outage_exits_at_once(
+    cluster: Cluster, start_runworkers: Callable[..., Runworkers]
+) -> None:
+    runner = stop_during_an_outage(cluster, start_runworkers, "--shutdown-timeout", "120")
+    runner.send(signal.SIGTERM)
+    wait_for(runner, lambda: "send it again" in runner.output, "the drain message")
+    sent = time.monotonic()
+    runner.send(signal.SIGTERM)
+    assert runner.wait(timeout=30) == 0, runner.output
+    took = time.monotonic() - sent
+    assert took < 3, f"{took:.1f}s\n{runner.output}"

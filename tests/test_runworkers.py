@@ -2,17 +2,20 @@
 
 import os
 import signal
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import psutil
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.utils import timezone
 
 from demo.models import Execution
 from django_quickworker import submit_job, submit_jobs
 from django_quickworker.models import Status, WorkerJob
-from tests.conftest import StartRunworkers, wait_until
+from tests.conftest import StartRunworkers, database_url, wait_until
 
 FAST_POLL = {"QUICKWORKER": '{"POLL_INTERVAL": 0.1}'}
 
@@ -53,7 +56,11 @@ def test_banner_and_burst_exit(start_runworkers: StartRunworkers) -> None:
     assert "queues:        default, mail" in banner
     types_line = next(line for line in banner.splitlines() if "job types:" in line)
     demo_types = ["add", "asyncSleep", "countdown", "fail", "misbehave", "noop", "record"]
-    expected = [f"demo.{name}" for name in demo_types] + ["removeOldWorkerJobs"]
+    # The test project's @task functions are job types too, named after their module path.
+    task_names = ["add", "async_add", "count_to", "echo", "fail", "fail_once_then_wait"]
+    task_names += ["fail_until", "noop", "sleep", "whoami"]
+    expected = [f"demo.{name}" for name in demo_types]
+    expected += [f"demo.tasks.{name}" for name in task_names] + ["removeOldWorkerJobs"]
     assert types_line.split(":", 1)[1].strip().split(", ") == expected
     assert "channel layer:" in banner
 
@@ -156,7 +163,7 @@ def test_a_second_signal_puts_running_jobs_back(start_runworkers: StartRunworker
     runner.send(signal.SIGINT)
     assert runner.wait(timeout=30) == 0, runner.output
     assert status_of(job) == Status.SCHEDULED
-    assert (job.started, job.worker, job.attempt) == (None, "", 1)
+    assert (job.started, job.worker, job.attempt) == (None, "", 0)  # the run does not count
 
 
 def test_children_leave_when_the_parent_is_killed(start_runworkers: StartRunworkers) -> None:
@@ -177,6 +184,7 @@ def test_children_leave_when_the_parent_is_killed(start_runworkers: StartRunwork
         what="the children to exit",
     )
     assert status_of(job) == Status.SCHEDULED  # released by its worker on the way out
+    assert job.attempt == 0  # without using up an attempt
 
 
 def test_jobs_of_a_dead_host_are_rescued_when_their_lease_expires(
@@ -271,3 +279,76 @@ def test_a_result_that_cannot_be_stored_fails_the_job_without_retry(
     assert not WorkerJob.objects.filter(rescheduled_from=job).exists()
     assert Execution.objects.filter(job_id=job.pk).count() == 1
     assert status_of(good) == Status.SUCCEEDED
+
+
+def test_a_cancel_meant_for_another_job_does_not_end_the_running_one(
+    start_runworkers: StartRunworkers,
+) -> None:
+    """The parent decides on what it last heard: a cancel it finds for job A while the
+    worker runs job B (A finished meanwhile, and its row still says so) must spare B."""
+    running = submit_job(tag="running", type="demo.record", data={"seconds": 3})
+    runner = start_runworkers("--workers", "1", env=FAST_POLL)
+    pid = running_pid(running)
+    stale = submit_job(tag="stale", type="demo.add", data={"a": 1, "b": 1}, delay=3600)
+    WorkerJob.objects.filter(pk=stale.pk).update(
+        status=Status.RUNNING,
+        started=timezone.now(),
+        worker=running.worker,
+        attempt=1,
+        lease_expires=timezone.now() + timedelta(hours=1),
+        cancel_requested=timezone.now(),
+    )
+    wait_until(lambda: status_of(running) == Status.SUCCEEDED, what="the running job to finish")
+    assert [child.pid for child in runner.children()] == [pid]
+
+
+def test_a_cancel_of_the_running_job_ends_it(start_runworkers: StartRunworkers) -> None:
+    running = submit_job(tag="running", type="demo.record", data={"seconds": 60})
+    start_runworkers("--workers", "1", env=FAST_POLL)
+    running_pid(running)
+    WorkerJob.objects.filter(pk=running.pk).update(cancel_requested=timezone.now())
+    wait_until(lambda: status_of(running) == Status.CANCELLED, what="the cancelled job to end")
+    assert error_of(running) == "Cancelled by an operator while running."
+
+
+def test_a_job_put_back_keeps_all_its_attempts(start_runworkers: StartRunworkers) -> None:
+    """max_attempts=2: had the interrupted run counted, its failure could not be retried."""
+    job = submit_job(tag="put-back", type="demo.record", data={"seconds": 60}, max_attempts=2)
+    runner = start_runworkers("--workers", "1", env=FAST_POLL)
+    running_pid(job)
+    runner.send(signal.SIGTERM)
+    wait_until(lambda: "send it again" in runner.output, what="the drain message")
+    runner.send(signal.SIGTERM)
+    assert runner.wait(timeout=30) == 0, runner.output
+    WorkerJob.objects.filter(pk=job.pk).update(data={"exit": 3})  # its next run dies
+    runner = start_runworkers("--workers", "1", env=FAST_POLL)
+    wait_until(lambda: status_of(job) == Status.FAILED, what="the second run to fail")
+    assert job.attempt == 1
+    retry = wait_until(lambda: WorkerJob.objects.filter(rescheduled_from=job).first(), 10, "retry")
+    assert retry.attempt == 1  # its own claim makes it 2 of 2
+
+
+@pytest.fixture
+def empty_database(tmp_path: Path) -> Iterator[str]:
+    """The DATABASE_URL of a database without any table, on the tests' database server."""
+    if connection.vendor == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+        return
+    name = f"{connection.settings_dict['NAME']}_empty"
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    yield database_url({**connection.settings_dict, "NAME": name})
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_runworkers_before_migrate_says_to_migrate(
+    start_runworkers: StartRunworkers, empty_database: str
+) -> None:
+    runner = start_runworkers(env={"DATABASE_URL": empty_database})
+    assert runner.wait(timeout=30) != 0, runner.output
+    assert "lacks migrations that runworkers needs (" in runner.output, runner.output
+    assert "quickworker.0001_initial" in runner.output
+    assert "Run `manage.py migrate` first." in runner.output
+    assert "database unavailable" not in runner.output

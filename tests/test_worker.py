@@ -4,7 +4,11 @@ Jobs are registered per test (job_registry), submitted, claimed and run in-proce
 """
 
 import asyncio
+import ctypes
 import logging
+import multiprocessing
+import re
+import signal
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -444,7 +448,30 @@ def test_retry_on_db_error_retries_until_the_database_answers(
 
     assert retry_on_db_error(operation, "test") == "answered"
     assert len(calls) == 3
-    assert sleeps == [0.1, 0.2]  # backing off
+    assert sum(sleeps) == pytest.approx(0.3)  # backing off: 0.1 s, then 0.2 s
+    assert max(sleeps) <= worker.STOP_CHECK_INTERVAL  # in steps, looking for a stop
+
+
+def test_retry_on_db_error_gives_up_once_asked_to_stop(sleeps: list[float]) -> None:
+    calls: list[int] = []
+    stop = False
+
+    def operation() -> None:
+        calls.append(1)
+        raise OperationalError("the server is down")
+
+    def should_stop() -> bool:
+        return stop
+
+    def stop_soon(seconds: float) -> None:
+        nonlocal stop
+        sleeps.append(seconds)
+        stop = len(sleeps) >= 3  # a signal came while it was waiting
+
+    worker.time.sleep = stop_soon  # type: ignore[assignment]  # restored by the fixture
+    with pytest.raises(OperationalError, match="the server is down"):
+        retry_on_db_error(operation, "test", should_stop)
+    assert len(calls) == 3  # it stopped waiting at once, and did not try again
 
 
 def test_retry_on_db_error_returns_at_once_when_nothing_fails(sleeps: list[float]) -> None:
@@ -465,15 +492,42 @@ def test_retry_on_db_error_lets_other_errors_through(sleeps: list[float]) -> Non
     assert sleeps == []
 
 
-def test_retry_on_db_error_backs_off_to_a_cap(sleeps: list[float]) -> None:
-    failures = 12
+def test_retry_on_db_error_backs_off_to_a_cap(
+    sleeps: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[int] = []
 
     def operation() -> str:
-        if len(sleeps) < failures:
+        calls.append(1)
+        if len(calls) <= 12:
             raise OperationalError("the database is restarting")
         return "back"
 
     assert retry_on_db_error(operation, "test") == "back"
-    assert sleeps[:4] == [0.1, 0.2, 0.4, 0.8]
-    assert max(sleeps) == worker.MAX_DB_RETRY_DELAY
-    assert sleeps == sorted(sleeps)
+    delays = [float(d) for d in re.findall(r"retrying in ([\d.]+)s", caplog.text)]
+    assert delays[:4] == [0.1, 0.2, 0.4, 0.8]
+    assert max(delays) == worker.MAX_DB_RETRY_DELAY
+    assert delays == sorted(delays)
+    assert sum(sleeps) == pytest.approx(sum(delays))
+
+
+# --- ending a job on the parent's request ----------------------------------------------------
+
+
+@pytest.mark.parametrize(("running", "wanted"), [(None, 7), (8, 7)], ids=["between", "next-job"])
+def test_a_request_to_end_another_job_is_ignored(running: int | None, wanted: int) -> None:
+    pipe, _ = multiprocessing.Pipe()
+    end_request = ctypes.c_longlong(wanted)
+    worker_ = worker.Worker(0, None, pipe, False, end_request)
+    worker_.running_job_id = running
+
+    worker_.on_sigusr1(signal.SIGUSR1, None)  # returns: nothing to unwind
+
+
+def test_a_request_to_end_the_running_job_unwinds_it() -> None:
+    pipe, _ = multiprocessing.Pipe()
+    worker_ = worker.Worker(0, None, pipe, False, ctypes.c_longlong(7))
+    worker_.running_job_id = 7
+
+    with pytest.raises(SystemExit, match="told to end job id=7"):
+        worker_.on_sigusr1(signal.SIGUSR1, None)

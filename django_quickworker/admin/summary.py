@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django_quickworker.charts import summary_charts
 from django_quickworker.models import Status
 from django_quickworker.status import format_duration, summarize
 
@@ -22,4 +23,5 @@ def summary_context() -> dict[str, Any]:
             for process in summary.processes
         ],
         "problems": summary.problems,
+        "charts": summary_charts(summary.checked_at),
     }

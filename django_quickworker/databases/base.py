@@ -125,9 +125,10 @@ class Database:
         ]
         sql = (
             f"UPDATE {self.table} SET {assignments}, updated_at = %s "
-            "WHERE id = %s AND worker = %s AND attempt = %s AND status = %s"
+            "WHERE id = %s AND worker = %s AND attempt = %s AND started = %s AND status = %s"
         )
-        return sql, [*values, self.db_time(now), job.pk, job.worker, job.attempt, Status.RUNNING]
+        fence = [job.pk, job.worker, job.attempt, self.db_time(job.started), Status.RUNNING]
+        return sql, [*values, self.db_time(now), *fence]
 
     # Submitting and waking
 

@@ -20,6 +20,7 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from demo import ceiling_worker
+from demo import tasks as demo_tasks
 from django_quickworker import submit_job, submit_jobs
 from django_quickworker.models import WorkerJob, WorkerProcess
 from django_quickworker.submit import OnDuplicateTag
@@ -37,26 +38,38 @@ def clear() -> None:
         )
         if not ids:
             return
-        WorkerJob.objects.filter(pk__in=ids).update(rescheduled_from=None)
-        with connection.cursor() as cursor:
-            table = connection.ops.quote_name(WorkerJob._meta.db_table)
-            cursor.execute(f"DELETE FROM {table} WHERE id IN ({', '.join(['%s'] * len(ids))})", ids)
+        delete(ids)
 
 
+def delete(ids: list[Any]) -> None:
+    """Delete the rows ``ids`` (a chunk) with one statement, not one per row."""
+    WorkerJob.objects.filter(pk__in=ids).update(rescheduled_from=None)
+    with connection.cursor() as cursor:
+        table = connection.ops.quote_name(WorkerJob._meta.db_table)
+        cursor.execute(f"DELETE FROM {table} WHERE id IN ({', '.join(['%s'] * len(ids))})", ids)
+
+
+# What demo.tasks.noop.enqueue() writes: the same rows, submitted in bulk.
+NOOP_TASK_ROW = {
+    "type": "demo.tasks.noop",
+    "data": {"args": [], "kwargs": {}, "backend": "default"},
+}
 STARTUP = 5.0  # seconds every worker gets to start before the jobs fall due
 
 
-def submit_noops(count: int, label: str) -> datetime:
+def submit_noops(count: int, label: str, kind: str = "job") -> datetime:
     """Submit ``count`` no-op jobs, all due once the workers have had time to start.
 
     So the measurement sees every worker busy from the first claim, not the spawn and
-    Django start-up of the later ones. Returns when they fall due.
+    Django start-up of the later ones. ``kind`` "task": rows of the ``@task`` no-op, as
+    its ``enqueue()`` writes them. Returns when they fall due.
     """
     due = timezone.now() + timedelta(seconds=STARTUP)
+    row = NOOP_TASK_ROW if kind == "task" else {"type": "demo.noop"}
     for start in range(0, count, CHUNK):
         batch = range(start, min(start + CHUNK, count))
         submit_jobs(
-            [{"tag": f"{TAG}{label}:{i}", "type": "demo.noop", "due": due} for i in batch],
+            [{"tag": f"{TAG}{label}:{i}", "due": due, **row} for i in batch],
             on_duplicate_tag="allow",
         )
     return due
@@ -81,9 +94,10 @@ def runworkers(*args: str) -> subprocess.Popen[bytes]:
     )
 
 
-def throughput(count: int, workers: int, label: str = "throughput") -> float:
-    """Drain ``count`` no-op jobs with ``runworkers``; return jobs/s."""
-    submit_noops(count, label)
+def throughput(count: int, workers: int, label: str = "throughput", kind: str = "job") -> float:
+    """Drain ``count`` no-op jobs (``kind`` "task": ``@task`` no-ops) with ``runworkers``;
+    return jobs/s."""
+    submit_noops(count, label, kind)
     rows = WorkerJob.objects.filter(tag__startswith=f"{TAG}{label}:")
     with running_workers(workers, settle=0):
         wait_for(lambda: not rows.exclude(status="succeeded").exists(), timeout=600)
@@ -137,6 +151,25 @@ def enqueue_single(count: int, on_duplicate_tag: OnDuplicateTag) -> float:
     return count / (time.perf_counter() - started)
 
 
+def enqueue_side_by_side(count: int, chunk: int = 100) -> tuple[float, float]:
+    """``count`` ``submit_job`` calls and ``count`` ``task.enqueue()`` calls of the ``@task``
+    no-op, each its own transaction, alternating in chunks so that both see the same load.
+    Returns both rates, per second."""
+    spent = {"submit_job": 0.0, "enqueue": 0.0}
+    ids = []
+    for start in range(0, count, chunk):
+        started = time.perf_counter()
+        for i in range(start, min(start + chunk, count)):
+            submit_job(tag=f"{TAG}side:{i}", type="demo.noop", on_duplicate_tag="allow")
+        between = time.perf_counter()
+        ids += [demo_tasks.noop.enqueue().id for _ in range(start, min(start + chunk, count))]
+        spent["submit_job"] += between - started
+        spent["enqueue"] += time.perf_counter() - between
+    for start in range(0, count, CHUNK):
+        delete(ids[start : start + CHUNK])  # the task's rows have its own tag, not ours
+    return count / spent["submit_job"], count / spent["enqueue"]
+
+
 def enqueue_ceiling(count: int) -> float:
     """Single-row INSERTs with a commit each, in plain SQL: the floor under ``submit_job``."""
     return ceiling_worker.insert_one_by_one(
@@ -177,6 +210,15 @@ def add_finished_rows(count: int) -> None:
             cursor.execute(
                 f"INSERT INTO {table} ({columns}) SELECT {values.format(tag=tag)} "
                 f"FROM generate_series(1, {int(count)}) AS n",
+                params,
+            )
+        elif connection.vendor == "mysql":  # the WITH after the INSERT; no || for strings
+            tag = f"CONCAT('{TAG}old:', n)"
+            cursor.execute(f"SET SESSION max_recursive_iterations = {int(count)}")  # MariaDB
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL "
+                f"SELECT n + 1 FROM s WHERE n < {int(count)}) SELECT {values.format(tag=tag)} "
+                "FROM s",
                 params,
             )
         else:

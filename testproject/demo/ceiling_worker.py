@@ -9,6 +9,9 @@ from typing import Any
 def run(vendor: str, settings_dict: dict[str, Any], name: str, start_at: float) -> None:
     """The ceiling: claim with one UPDATE … RETURNING, finish with another, nothing else;
     from ``start_at`` (a UNIX time), when the jobs fall due."""
+    if vendor == "mysql":
+        run_mysql(settings_dict, name, start_at)
+        return
     table = "quickworker_workerjob"
     claim = (
         f"UPDATE {table} SET status = 'running', started = {{now}}, worker = {{p}}, "
@@ -29,6 +32,38 @@ def run(vendor: str, settings_dict: dict[str, Any], name: str, start_at: float) 
         db.execute(finish_sql, (row[0],))
 
 
+def run_mysql(settings_dict: dict[str, Any], name: str, start_at: float) -> None:
+    """MySQL's ceiling, without UPDATE … RETURNING: lock the next row (skipping locked ones)
+    and update it by id in one transaction, then finish it with an UPDATE of its own."""
+    table = "quickworker_workerjob"
+    pick = (
+        f"SELECT id FROM {table} FORCE INDEX (quickworker_claimable) WHERE status = 'scheduled' "
+        "AND due <= UTC_TIMESTAMP(6) ORDER BY priority DESC, due, id LIMIT 1 "
+        "FOR UPDATE SKIP LOCKED"
+    )
+    claim = (
+        f"UPDATE {table} SET status = 'running', started = UTC_TIMESTAMP(6), worker = %s, "
+        "attempt = attempt + 1 WHERE id = %s"
+    )
+    finish = (
+        f"UPDATE {table} SET status = 'succeeded', finished = UTC_TIMESTAMP(6), success = true, "
+        "result = 'null' WHERE id = %s"
+    )
+    db, _ = connect("mysql", settings_dict)
+    cursor = db.cursor()
+    time.sleep(max(0.0, start_at - time.time()) + 0.01)
+    while True:
+        cursor.execute("START TRANSACTION")
+        cursor.execute(pick)
+        row = cursor.fetchone()
+        if row is None:
+            cursor.execute("COMMIT")
+            return
+        cursor.execute(claim, (name, row[0]))
+        cursor.execute("COMMIT")
+        cursor.execute(finish, (row[0],))
+
+
 def insert_one_by_one(vendor: str, settings_dict: dict[str, Any], count: int) -> float:
     """Enqueue ``count`` jobs as single-row INSERTs, each its own transaction; return jobs/s."""
     db, parts = connect(vendor, settings_dict)
@@ -39,9 +74,10 @@ def insert_one_by_one(vendor: str, settings_dict: dict[str, Any], count: int) ->
         "persistent, created_at, updated_at) VALUES ({p}, 'demo.noop', '{{}}', 'default', 0, "
         "'scheduled', {now}, '', 0, 1, '', '', false, {zero}, 'fixed', false, {now}, {now})"
     ).format(**parts)
+    cursor = db.cursor()  # sqlite3 and psycopg connections have execute(); MySQLdb's do not
     started = time.perf_counter()
     for i in range(count):
-        db.execute(insert, (f"bench:raw-insert:{i}",))
+        cursor.execute(insert, (f"bench:raw-insert:{i}",))
     return count / (time.perf_counter() - started)
 
 
@@ -60,6 +96,22 @@ def connect(vendor: str, settings_dict: dict[str, Any]) -> tuple[Any, dict[str, 
             autocommit=True,
         )
         return postgres, parts
+    if vendor == "mysql":
+        import MySQLdb
+
+        parts = {"now": "UTC_TIMESTAMP(6)", "p": "%s", "lock": "", "zero": "0"}
+        mysql = MySQLdb.connect(
+            database=settings_dict["NAME"],
+            user=settings_dict["USER"],
+            password=settings_dict["PASSWORD"],
+            host=settings_dict["HOST"],
+            port=int(settings_dict["PORT"] or 3306),
+            charset="utf8mb4",
+            autocommit=True,
+        )
+        # What Django's connections run at, so both sides pay the same locks.
+        mysql.cursor().execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        return mysql, parts
     now = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
     parts = {"now": now, "p": "?", "lock": "", "zero": "0"}
     db = sqlite3.connect(settings_dict["NAME"], timeout=20, isolation_level=None)

@@ -19,6 +19,7 @@ DEMO_TYPES = ("demo.add", "demo.fail", "demo.countdown", "demo.asyncSleep")
 @login_required
 def index(request: HttpRequest) -> HttpResponse:
     jobs = WorkerJob.objects.filter(user=request.user).order_by("-id")[:20]
+    # Results go to the page as JSON, which its script formats as it does live results.
     rows = [(job, "" if job.result is None else json.dumps(job.result)) for job in jobs]
     context = {"jobs": jobs, "rows": rows, "csrf_token_value": get_token(request)}
     return render(request, "demo/index.html", context)

@@ -9,6 +9,7 @@ SECRET_KEY, DEBUG
 
 from pathlib import Path
 
+import django
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -29,6 +30,8 @@ INSTALLED_APPS = [
     "django_quickworker",
     "demo",
 ]
+if django.VERSION < (6, 0):
+    INSTALLED_APPS.append("django_tasks")  # the Tasks framework's backport, for its signals
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -71,8 +74,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
+    # READ COMMITTED is what the queue needs (check quickworker.E006), and Django's default:
+    # said here so that it shows. utf8mb4: MySQL's "utf8" cannot store every character.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"isolation_level": "read committed", "charset": "utf8mb4"}
+    )
+    # A binary collation, so that tags, types and queues compare as on the other databases.
+    DATABASES["default"]["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_bin"}
 if env.str("TEST_DATABASE_NAME", default=""):
-    DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME")}
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = env.str("TEST_DATABASE_NAME")
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory: the tests' runworkers processes must see the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test.sqlite3")}
@@ -93,6 +104,27 @@ else:
 # django-quickworker's settings, as JSON (e.g. QUICKWORKER='{"POLL_INTERVAL": 0.2}').
 QUICKWORKER = env.json("QUICKWORKER", default={})
 
+# Django's Tasks framework on runworkers (demo/tasks.py). Besides the default alias, each
+# other one gives its tasks options that Django 6.0 cannot set per task.
+TASKS = {
+    "default": {
+        "BACKEND": "django_quickworker.tasks.QuickworkerBackend",
+        "QUEUES": ["default", "other"],
+    },
+    "retrying": {
+        "BACKEND": "django_quickworker.tasks.QuickworkerBackend",
+        "OPTIONS": {"MAX_ATTEMPTS": 3},
+    },
+    "patient": {
+        "BACKEND": "django_quickworker.tasks.QuickworkerBackend",
+        "OPTIONS": {"MAX_ATTEMPTS": 2, "RETRY_DELAY": 3600},
+    },
+    "limited": {
+        "BACKEND": "django_quickworker.tasks.QuickworkerBackend",
+        "OPTIONS": {"TIMEOUT": 1},
+    },
+}
+
 AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -106,5 +138,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"django_quickworker": {"handlers": ["console"], "level": "INFO"}},
+    "loggers": {
+        "django_quickworker": {"handlers": ["console"], "level": "INFO"},
+        # The Tasks framework logs every task start and finish (at INFO) from its signals.
+        **{
+            name: {"handlers": ["console"], "level": env.str("TASKS_LOG_LEVEL", default="WARNING")}
+            for name in ("django.tasks", "django_tasks")
+        },
+    },
 }

@@ -9,13 +9,16 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections, router
+from django.db.migrations.executor import MigrationExecutor
 from django.utils.module_loading import module_has_submodule
 
 from django_quickworker import __version__
 from django_quickworker.conf import conf, parse_log_level, parse_worker_count
+from django_quickworker.finish import DATABASE_UNAVAILABLE
 from django_quickworker.models import WorkerJob
 from django_quickworker.registry import registry, validate_queue
 from django_quickworker.supervisor import Supervisor
+from django_quickworker.tasks import discover_tasks
 from django_quickworker.worker import configure_logging
 
 
@@ -49,13 +52,19 @@ def seconds(value: str) -> float:
     return number
 
 
-def address(value: str) -> tuple[str, int]:
+def address(
+    value: str, option: str = "--serve", example: str = "127.0.0.1:8000"
+) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(
-            f"--serve={value!r} is not an address; use HOST:PORT or PORT (e.g. 127.0.0.1:8000)."
+            f"{option}={value!r} is not an address; use HOST:PORT or PORT (e.g. {example})."
         )
     return host or "127.0.0.1", int(port)
+
+
+def metrics_address(value: str) -> tuple[str, int]:
+    return address(value, "--metrics", "0.0.0.0:9100")
 
 
 def log_level(value: str) -> str:
@@ -64,6 +73,32 @@ def log_level(value: str) -> str:
     except ImproperlyConfigured as error:
         message = str(error).replace("WORKER_LOG_LEVEL", "--log-level")
         raise argparse.ArgumentTypeError(message) from None
+
+
+APP_LABEL = WorkerJob._meta.app_label
+
+
+def check_schema(alias: str) -> None:
+    """Refuse to start on a database that lacks django-quickworker's migrations.
+
+    Otherwise every query fails with "no such table" (an OperationalError, as an outage
+    raises) and runworkers would retry forever as if the database were down.
+    """
+    try:
+        executor = MigrationExecutor(connections[alias])
+        targets = [node for node in executor.loader.graph.leaf_nodes() if node[0] == APP_LABEL]
+        missing = [migration for migration, _ in executor.migration_plan(targets)]
+    except DATABASE_UNAVAILABLE:
+        return  # an outage, not a schema: the supervisor waits for the database
+    if missing:
+        names = ", ".join(f"{migration.app_label}.{migration.name}" for migration in missing)
+        raise CommandError(
+            f"The database {connections[alias].settings_dict['NAME']!r} lacks migrations that "
+            f"runworkers needs ({names}). Run `manage.py migrate` first."
+        )
+
+
+APP_LABEL = WorkerJob._meta.app_label
 
 
 class Command(BaseCommand):
@@ -101,6 +136,13 @@ class Command(BaseCommand):
             "127.0.0.1:8000 (loopback only). Needs uvicorn: django-quickworker[embedded].",
         )
         parser.add_argument(
+            "--metrics",
+            type=metrics_address,
+            metavar="[HOST:]PORT",
+            help="Serve /metrics (Prometheus) and /healthz on this address, e.g. 0.0.0.0:9100 "
+            "(default: off). Needs prometheus_client: django-quickworker[metrics].",
+        )
+        parser.add_argument(
             "--log-level",
             type=log_level,
             help="debug, info, warning or error (default: WORKER_LOG_LEVEL, else info).",
@@ -115,8 +157,12 @@ class Command(BaseCommand):
         if not workers and not options["serve"]:
             self.stdout.write("WORKER_COUNT is 0: no workers to run here. Exiting.")
             return
+        check_schema(router.db_for_write(WorkerJob))
         configure_logging(level)
+        discover_tasks()  # before the banner lists the job types and cron declares them
         web_server = self.web_server(options["serve"], level)
+        if options["metrics"]:
+            require_prometheus_client()
         self.stdout.write(self.banner(workers, options["queues"], options["serve"]))
         supervisor = Supervisor(
             workers=workers,
@@ -125,6 +171,7 @@ class Command(BaseCommand):
             shutdown_timeout=options["shutdown_timeout"],
             log_level=level,
             web_server=web_server,
+            monitor_address=options["metrics"],
         )
         code = supervisor.run()
         if code:
@@ -195,3 +242,12 @@ def served(address: tuple[str, int]) -> str:
 
     static = ", with static files" if serves_static_files() else ""
     return f"http://{address[0]}:{address[1]}/ ({settings.ASGI_APPLICATION}{static})"
+
+
+def require_prometheus_client() -> None:
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError as error:
+        raise CommandError(
+            f"--metrics needs prometheus_client ({error}); install django-quickworker[metrics]."
+        ) from None

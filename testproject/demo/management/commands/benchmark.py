@@ -9,7 +9,7 @@ from django.db import connection
 
 from demo import benchmark
 
-SECTIONS = ("throughput", "latency", "enqueue", "scale", "memory")
+SECTIONS = ("throughput", "latency", "enqueue", "tasks", "scale", "memory")
 
 
 class Command(BaseCommand):
@@ -58,6 +58,8 @@ class Command(BaseCommand):
                 results["enqueue_replace_jobs_per_s"] = benchmark.enqueue_single(2000, "replace")
                 results["enqueue_bulk_jobs_per_s"] = benchmark.enqueue_bulk(20_000)
                 benchmark.clear()
+            if "tasks" in sections:
+                results["tasks"] = tasks_against_jobs(jobs, workers, options["rounds"])
             if "scale" in sections:
                 benchmark.add_finished_rows(options["scale_rows"])
                 results["scale_rows"] = options["scale_rows"]
@@ -73,6 +75,40 @@ class Command(BaseCommand):
         if options["json_path"]:
             with open(options["json_path"], "w") as output:
                 json.dump(results, output, indent=2)
+
+
+def tasks_against_jobs(jobs: int, workers: int, rounds: int) -> dict[str, Any]:
+    """Django's Tasks API beside ours, alternating, ``rounds`` times: ``task.enqueue()``
+    against ``submit_job``, and ``@task`` no-ops drained against ``@job`` no-ops."""
+    measured = []
+    for round_number in range(rounds):
+        submit, enqueue = benchmark.enqueue_side_by_side(2000)
+        benchmark.clear()
+        drained = {}
+        # Each kind goes first in every other round, so that neither gains from its place.
+        for kind in ("job", "task") if round_number % 2 == 0 else ("task", "job"):
+            drained[kind] = benchmark.throughput(jobs, workers, f"{kind}-noops", kind=kind)
+            benchmark.clear()
+        job, task = drained["job"], drained["task"]
+        measured.append(
+            {
+                "submit_job": submit,
+                "enqueue": enqueue,
+                "enqueue_ratio": enqueue / submit,
+                "job_noops": job,
+                "task_noops": task,
+                "throughput_ratio": task / job,
+            }
+        )
+
+    def median(key: str) -> float:
+        return sorted(r[key] for r in measured)[len(measured) // 2]
+
+    return {
+        "rounds": measured,
+        "enqueue_ratio": median("enqueue_ratio"),
+        "throughput_ratio": median("throughput_ratio"),
+    }
 
 
 def report(results: dict[str, Any]) -> str:
@@ -101,6 +137,18 @@ def report(results: dict[str, Any]) -> str:
             f"  with replace   {results['enqueue_replace_jobs_per_s']:9.0f} jobs/s"
             "  (the default on_duplicate_tag: tag lock and look for duplicates too)",
             f"enqueue bulk     {results['enqueue_bulk_jobs_per_s']:9.0f} jobs/s",
+        ]
+    if "tasks" in results:
+        rounds = results["tasks"]["rounds"]
+        lines += [
+            f"task.enqueue()   {results['tasks']['enqueue_ratio']:9.0%} of submit_job's rate"
+            " (rounds: "
+            + ", ".join(f"{r['enqueue']:.0f} vs {r['submit_job']:.0f}/s" for r in rounds)
+            + "; target >= 80%)",
+            f"@task no-ops     {results['tasks']['throughput_ratio']:9.0%} of @job no-ops"
+            " (rounds: "
+            + ", ".join(f"{r['task_noops']:.0f} vs {r['job_noops']:.0f}/s" for r in rounds)
+            + "; target >= 90%)",
         ]
     if "scaled_jobs_per_s" in results:
         scaled = results["scaled_jobs_per_s"]

@@ -1,0 +1,205 @@
+"""MySQL 8.4+ and MariaDB 10.11+: ``SELECT … FOR UPDATE SKIP LOCKED`` then an ``UPDATE`` by
+id in one transaction (neither has an ``UPDATE … RETURNING`` for this), a lock table for tags,
+and a poll of the highest job id for wake-ups (there is no LISTEN/NOTIFY).
+
+Both run READ COMMITTED (Django's default for them; check quickworker.E006): under
+REPEATABLE READ, gap locks would block producers, and a snapshot taken before a tag lock
+was granted would hide the rows that the competing submission had just written.
+"""
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, TypeVar, cast
+
+from django.core.checks import CheckMessage, Error
+from django.db import DatabaseError, OperationalError
+from django.db.backends.mysql.base import DatabaseWrapper as MySQLWrapper
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from django_quickworker.databases.base import Claim, Database, InDb, Wake
+from django_quickworker.models import CLAIMABLE_INDEX, Status, WorkerJob, WorkerTagLock
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Errors after which InnoDB has rolled back (deadlock) or refused (lock wait timeout) a
+# statement that succeeds when run again; never the job's fault.
+RETRIED_ERRORS = {1213: "deadlock", 1205: "lock wait timeout"}
+WATCH_INTERVAL = 0.15  # seconds between the supervisor's looks at the highest job id
+STRICTER_THAN_READ_COMMITTED = {"REPEATABLE-READ", "SERIALIZABLE"}
+
+
+class MySQL(Database):
+    vendor = "mysql"
+    finishes_and_claims_at_once = True
+    # The claimable index there is the full one led by status (see PartialIndex); without
+    # the hint the optimiser may sort the due rows instead of walking it, and then lock
+    # every row it reads, leaving the other claimers nothing.
+    claim_index_hint = f"FORCE INDEX ({CLAIMABLE_INDEX})"
+
+    def claim(self, claim: Claim) -> WorkerJob | None:
+        return self.retrying(lambda: self.in_transaction(lambda: self.claim_now(claim)))
+
+    def finish_and_claim(
+        self, job: WorkerJob, changes: dict[str, Any], now: datetime, claim: Claim
+    ) -> tuple[int, WorkerJob | None]:
+        def finish_then_claim() -> tuple[int, WorkerJob | None]:
+            sql, params = self.fenced_finish(job, changes, now)
+            with self.connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                finished = cursor.rowcount  # rows matched: Django connects with FOUND_ROWS
+            return finished, self.claim_now(claim, now)
+
+        return self.retrying(lambda: self.in_transaction(finish_then_claim))
+
+    def claim_now(self, claim: Claim, now: datetime | None = None) -> WorkerJob | None:
+        """Lock the next claimable row, skipping locked ones, and mark it claimed; in the
+        current transaction, which keeps the row locked until it commits."""
+        now = now or timezone.now()
+        select, select_params = self.claimable(claim, now, "*")
+        rows = self.fetch_rows(select, select_params)
+        if not rows:
+            return None
+        job = self.row_to_job(rows[0])
+        assignments, params = self.claim_assignments(claim, now)
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {self.table} SET {assignments} WHERE id = %s", [*params, job.pk]
+            )
+        job.status = Status.RUNNING
+        job.started = job.updated_at = now
+        job.worker = claim.worker
+        job.attempt += 1
+        job.lease_expires = now + claim.lease
+        return job
+
+    def in_transaction(self, statements: Callable[[], T]) -> T:
+        """Run ``statements`` in one transaction: the caller's if it has one, else our own."""
+        if self.connection.in_atomic_block:
+            return statements()
+        with self.own_transaction():
+            return statements()
+
+    @contextlib.contextmanager
+    def own_transaction(self) -> Iterator[None]:
+        # START TRANSACTION on the autocommit connection, rather than Django's atomic():
+        # that would spend two more round trips turning autocommit off and on again.
+        with self.connection.cursor() as cursor:
+            cursor.execute("START TRANSACTION")
+            try:
+                yield
+            except BaseException:
+                with contextlib.suppress(DatabaseError):  # a lost connection ends it anyway
+                    cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+
+    def retrying(self, operation: Callable[[], T]) -> T:
+        """Run ``operation`` again after a deadlock or lock wait timeout, as often as needed;
+        inside the caller's transaction, which InnoDB may have rolled back, it is not ours to
+        replay, so the error goes up."""
+        if self.connection.in_atomic_block:
+            return operation()
+        attempt = 0
+        while True:
+            try:
+                return operation()
+            except OperationalError as error:
+                if not error.args or error.args[0] not in RETRIED_ERRORS:
+                    raise
+                attempt += 1
+                logger.info("%s, trying again: %s", RETRIED_ERRORS[error.args[0]], error)
+                time.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.1)))
+
+    def lock_tags(self, tags: list[str]) -> None:
+        """Lock one row per tag (hashed) of the lock table until the transaction ends.
+
+        Usually the rows exist, and one ``SELECT … FOR UPDATE`` locks them. A tag seen for the
+        first time gets its row from an upsert, which on a duplicate key (a concurrent first
+        submission) locks the existing row exclusively, as ``FOR UPDATE`` would. Sorted, so
+        that two submissions of overlapping tags take their locks in the same order.
+        """
+        keys = sorted({zlib.crc32(tag.encode()) for tag in tags})
+        if not keys:
+            return
+        table = self.connection.ops.quote_name(WorkerTagLock._meta.db_table)
+        placeholders = ", ".join(["%s"] * len(keys))
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT `key` FROM {table} WHERE `key` IN ({placeholders}) "
+                "ORDER BY `key` FOR UPDATE",
+                keys,
+            )
+            missing = sorted(set(keys) - {key for (key,) in cursor.fetchall()})
+            if missing:
+                values = ", ".join(["(%s)"] * len(missing))
+                cursor.execute(
+                    f"INSERT INTO {table} (`key`) VALUES {values} "
+                    "ON DUPLICATE KEY UPDATE `key` = `key`",
+                    missing,
+                )
+
+    async def watch_for_jobs(self, wake: Wake, in_db: InDb) -> None:
+        """Wake the workers when the highest job id grows: one index lookup per interval,
+        for the whole host. A job that falls due later is the workers' own look-ahead's."""
+        highest = await in_db(self.highest_job_id)
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            latest = await in_db(self.highest_job_id)
+            if latest is not None and (highest is None or latest > highest):
+                wake(None)
+            highest = latest
+
+    def highest_job_id(self) -> int | None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"SELECT MAX(id) FROM {self.table}")
+            (highest,) = cursor.fetchone()
+        return highest
+
+    def estimate_rows(self, queryset: QuerySet[Any]) -> int | None:
+        """The optimiser's estimate of the rows it reads (EXPLAIN's ``rows``)."""
+        sql, params = queryset.order_by().query.sql_with_params()
+        rows = self.fetch_rows(f"EXPLAIN {sql}", params)
+        return int(rows[0]["rows"]) if rows and rows[0].get("rows") is not None else None
+
+    def check(self, databases: Sequence[str] | None) -> list[CheckMessage]:
+        """Error when transactions run stricter than READ COMMITTED: read from the server
+        when the checks may query this database, from the settings otherwise."""
+        if databases is not None and self.alias in databases:
+            level = self.isolation_level()
+        else:
+            options = self.connection.settings_dict.get("OPTIONS", {})
+            level = str(options.get("isolation_level", "read committed"))
+        level = level.upper().replace(" ", "-")
+        if level not in STRICTER_THAN_READ_COMMITTED:
+            return []
+        return [
+            Error(
+                f"The database {self.alias!r} runs transactions at {level}: gap locks would "
+                "block submissions while workers claim, and a snapshot older than a tag lock "
+                "would hide the job a concurrent submission just wrote.",
+                hint=(
+                    f"Set DATABASES[{self.alias!r}]['OPTIONS']['isolation_level'] = "
+                    "'read committed' (Django's default), and no init_command that changes it."
+                ),
+                id="quickworker.E006",
+            )
+        ]
+
+    def isolation_level(self) -> str:
+        """The connection's isolation level, e.g. ``READ-COMMITTED``."""
+        # MariaDB 10.11 names the variable tx_isolation; MySQL 8 transaction_isolation.
+        connection = cast(MySQLWrapper, self.connection)
+        name = "tx_isolation" if connection.mysql_is_mariadb else "transaction_isolation"
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"SELECT @@SESSION.{name}")
+            (level,) = cursor.fetchone()
+        return str(level)
