@@ -154,7 +154,7 @@ def test_an_operator_retries_a_failed_job_and_watches_it_run(
             badge.filter(has_text="Succeeded").wait_for()
         assert page.evaluate("window.qwNotReloaded") is True
         assert off_screen_columns(page) == []
-        page.screenshot(path=shots[0])
+        page.screenshot(path=shots[0], full_page=True)
 
         page.goto(f"{live_server.url}/admin/quickworker/workerjob/{crashed.pk}/change/")
         page.locator(".qw-chain a", has_text=f"#{retry_id}").click()
