@@ -31,31 +31,46 @@ LIVE_URL_NAME = "quickworker_workerjob_live"
 if TYPE_CHECKING:
     from django.contrib.admin.options import _FieldsetSpec
 
-FIELDSETS: "_FieldsetSpec" = [
-    (None, {"fields": ["id", "type", "tag", "user", "queue", "priority", "status_display"]}),
-    (
-        _("Timing"),
-        {
-            "fields": [
-                "due_time",
-                "started_time",
-                "finished_time",
-                "duration",
-                "created_time",
-                "updated_time",
-            ]
-        },
-    ),
-    (_("Data"), {"fields": ["data_json"]}),
-    (_("Outcome"), {"fields": ["result_json", "traceback", "progress_json"]}),
-    (_("Retries"), {"fields": ["attempts", "retry_policy", "chain"]}),
-    (
-        _("Worker"),
-        {"fields": ["worker_display", "lease_time", "cancel_requested_time", "timeout_display"]},
-    ),
-    (_("Schedule"), {"fields": ["cron_display", "next_runs_display"]}),
-    (_("Retention"), {"fields": ["retention"]}),
-]
+
+def job_fieldsets(outcome: tuple[str, ...]) -> "_FieldsetSpec":
+    """A job's page, with the ``outcome`` fields its status calls for."""
+    return [
+        (None, {"fields": ["id", "type", "tag", "user", "queue", "priority", "status_display"]}),
+        (
+            _("Timing"),
+            {
+                "fields": [
+                    "due_time",
+                    "started_time",
+                    "finished_time",
+                    "duration",
+                    "created_time",
+                    "updated_time",
+                ]
+            },
+        ),
+        (_("Data"), {"fields": ["data_json"]}),
+        (_("Outcome"), {"fields": outcome}),
+        (_("Retries"), {"fields": ["attempts", "retry_policy", "chain"]}),
+        (
+            _("Worker"),
+            {
+                "fields": [
+                    "worker_display",
+                    "lease_time",
+                    "cancel_requested_time",
+                    "timeout_display",
+                ]
+            },
+        ),
+        (_("Schedule"), {"fields": ["cron_display", "next_runs_display"]}),
+        (_("Retention"), {"fields": ["retention"]}),
+    ]
+
+
+FIELDSETS = job_fieldsets(("result_json", "traceback", "progress_json"))
+# A cancelled job may have been replaced by a newer one of its tag: it links that job.
+CANCELLED_FIELDSETS = job_fieldsets(("result_json", "replaced_by", "traceback"))
 ADD_FIELDSETS: "_FieldsetSpec" = [
     (None, {"fields": ["type", "tag", "user", "data"]}),
     (_("When"), {"fields": ["due", "delay", "cron"]}),
@@ -104,13 +119,7 @@ class WorkerJobAdmin(admin.ModelAdmin):
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:
             return self.add_fieldsets
-        if obj.status == Status.CANCELLED:  # it may have been replaced: link the successor
-            outcome = (_("Outcome"), {"fields": ["result_json", "replaced_by", "traceback"]})
-            return [
-                outcome if name == _("Outcome") else (name, options)
-                for name, options in self.fieldsets
-            ]
-        return self.fieldsets
+        return CANCELLED_FIELDSETS if obj.status == Status.CANCELLED else self.fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:
