@@ -107,7 +107,6 @@ class Supervisor:
         self.web_server = web_server
         self.monitor_address = monitor_address
         self.metrics: SupervisorMetrics | None = None  # set with a monitor (--metrics)
-        self.loops: list[asyncio.Task[None]] = []
         self.last_heartbeat = time.monotonic()
         self.children: dict[int, Child] = {}
         self.crashes: dict[int, int] = {}  # crashes in a row, by slot
@@ -149,7 +148,6 @@ class Supervisor:
         running = [
             self.loop.create_task(self.keep_running(*task), name=task[0]) for task in tasks.items()
         ]
-        self.loops = list(running)
         if self.monitor_address:
             monitor = self.start_monitor(*self.monitor_address)
             running.append(self.loop.create_task(monitor.serve()))
