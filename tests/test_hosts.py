@@ -34,12 +34,18 @@ def test_names_carry_the_token_of_their_runworkers_start() -> None:
 def running_job(queue: str, seconds: float) -> WorkerJob:
     data = {"seconds": seconds}
     job = submit_job(tag=f"hosts:{queue}", type="demo.record", queue=queue, data=data)
-    return wait_until(lambda: refreshed(job, Status.RUNNING), what=f"job {job.pk} to start")
+    return reached(job, Status.RUNNING)
 
 
-def refreshed(job: WorkerJob, status: str) -> WorkerJob | None:
-    job.refresh_from_db()
-    return job if job.status == status else None
+def reached(job: WorkerJob, status: str, timeout: float = 30.0) -> WorkerJob:
+    """``job``, refreshed once it has ``status``; fail after ``timeout`` seconds."""
+
+    def has_status() -> bool:
+        job.refresh_from_db()
+        return job.status == status
+
+    wait_until(has_status, timeout=timeout, what=f"job {job.pk} to be {status}")
+    return job
 
 
 def token_of(runner: Runworkers) -> str:
@@ -61,6 +67,7 @@ def test_two_runworkers_with_one_hostname_act_only_on_their_own_rows(
     first = start_runworkers("--workers", "1", "--queues", "first", env=SETTINGS)
     second = start_runworkers("--workers", "1", "--queues", "second", env=SETTINGS)
     first_job, second_job = running_job("first", 30), running_job("second", 2 * LEASE)
+    second_worker = second_job.worker
     assert first_job.worker.split(":")[0] == second_job.worker.split(":")[0]  # one hostname
     assert token_of(first) != token_of(second)
     assert first_job.worker.split(":")[2] == token_of(first)
@@ -68,10 +75,10 @@ def test_two_runworkers_with_one_hostname_act_only_on_their_own_rows(
     # Cancelling the first host's job ends its worker, and nothing on the second host.
     second_pids = [child.pid for child in second.children()]
     WorkerJob.objects.filter(pk=first_job.pk).request_cancel("test")
-    wait_until(lambda: refreshed(first_job, Status.CANCELLED), what="the cancel")
+    reached(first_job, Status.CANCELLED)
     # The second job outlives its lease twice over: only its own host's renewals keep it.
-    finished = wait_until(lambda: refreshed(second_job, Status.SUCCEEDED), timeout=60)
-    assert finished.attempt == 1 and finished.worker == second_job.worker
+    finished = reached(second_job, Status.SUCCEEDED, 60)
+    assert finished.attempt == 1 and finished.worker == second_worker
     assert Execution.objects.filter(job_id=second_job.pk).count() == 1
     assert [child.pid for child in second.children()] == second_pids
 
@@ -97,14 +104,16 @@ def test_a_twin_with_the_same_host_and_pid_is_neither_renewed_nor_ended_by_us(
             due=now,
             started=now,
             lease_expires=now + timedelta(seconds=1),
-            cancel_requested=now,  # an operator cancelled the twin's job: not ours to end
+            # An operator cancelled a twin's job: not ours to end.
+            cancel_requested=now if cancelled else None,
         )
-        for name in twins
+        for name, cancelled in zip(twins, [True, False], strict=True)
     ]
-    for job in forged:  # rescued when their lease ran out, as a dead host's
-        rescued = wait_until(lambda job=job: refreshed(job, Status.CANCELLED), timeout=LEASE + 10)
-        assert rescued.worker == job.worker and rescued.finished is not None
-    finished = wait_until(lambda: refreshed(ours, Status.SUCCEEDED), timeout=60)
+    # Rescued when their leases ran out, as a dead host's jobs.
+    cancelled_twin, failed_twin = forged
+    assert reached(cancelled_twin, Status.CANCELLED, LEASE + 10).worker == twins[0]
+    assert "stopped renewing" in str(reached(failed_twin, Status.FAILED, LEASE + 10).result)
+    finished = reached(ours, Status.SUCCEEDED, 60)
     assert finished.attempt == 1
     # The twins' cancels ended no worker of ours.
     assert [child.pid for child in runner.children()] == [pid]
@@ -114,8 +123,9 @@ def test_a_killed_worker_ends_only_its_own_job(start_runworkers: StartRunworkers
     start_runworkers("--workers", "1", "--queues", "first", env=SETTINGS)
     start_runworkers("--workers", "1", "--queues", "second", env=SETTINGS)
     first_job, second_job = running_job("first", 30), running_job("second", 2 * LEASE)
+    second_worker = second_job.worker
     os.kill(int(first_job.worker.split(":")[1]), signal.SIGKILL)
-    ended = wait_until(lambda: refreshed(first_job, Status.FAILED), what="the killed job's end")
+    ended = reached(first_job, Status.FAILED)
     assert "SIGKILL" in str(ended.result)
-    finished = wait_until(lambda: refreshed(second_job, Status.SUCCEEDED), timeout=60)
-    assert finished.attempt == 1 and finished.worker == second_job.worker
+    finished = reached(second_job, Status.SUCCEEDED, 60)
+    assert finished.attempt == 1 and finished.worker == second_worker
