@@ -216,7 +216,15 @@ class Supervisor:
         end_request = self.spawn.RawValue(ctypes.c_longlong, 0)  # see Worker.on_sigusr1
         process = self.spawn.Process(
             target=child_process.main,
-            args=(slot, self.queues, child_end, end_request, self.burst, self.log_level),
+            args=(
+                slot,
+                self.queues,
+                child_end,
+                end_request,
+                self.burst,
+                self.log_level,
+                processes.START_TOKEN,
+            ),
             name=f"quickworker-{slot}",
         )
         process.start()
@@ -226,7 +234,7 @@ class Supervisor:
             slot,
             process,
             parent_end,
-            worker.worker_id(slot, process.pid),
+            worker.worker_id(slot, processes.START_TOKEN, process.pid),
             time.monotonic(),
             end_request,
         )
