@@ -107,7 +107,6 @@ class Supervisor:
         self.web_server = web_server
         self.monitor_address = monitor_address
         self.metrics: SupervisorMetrics | None = None  # set with a monitor (--metrics)
-        self.loops: list[asyncio.Task[None]] = []
         self.last_heartbeat = time.monotonic()
         self.children: dict[int, Child] = {}
         self.crashes: dict[int, int] = {}  # crashes in a row, by slot
@@ -132,8 +131,9 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.on_signal, signum)
         with self.unless_stopped_by_an_outage("start"):
-            await self.in_db(ensure_cron_jobs)
+            # Registered first: what this runworkers declares counts in the cron check.
             await self.in_db(processes.register, self.workers, self.queues)
+            await self.in_db(ensure_cron_jobs)
         if not self.stopping:  # a signal may have come during the cron check
             for slot in range(self.workers):
                 self.start(slot)
@@ -148,7 +148,6 @@ class Supervisor:
         running = [
             self.loop.create_task(self.keep_running(*task), name=task[0]) for task in tasks.items()
         ]
-        self.loops = list(running)
         if self.monitor_address:
             monitor = self.start_monitor(*self.monitor_address)
             running.append(self.loop.create_task(monitor.serve()))
@@ -217,7 +216,15 @@ class Supervisor:
         end_request = self.spawn.RawValue(ctypes.c_longlong, 0)  # see Worker.on_sigusr1
         process = self.spawn.Process(
             target=child_process.main,
-            args=(slot, self.queues, child_end, end_request, self.burst, self.log_level),
+            args=(
+                slot,
+                self.queues,
+                child_end,
+                end_request,
+                self.burst,
+                self.log_level,
+                processes.START_TOKEN,
+            ),
             name=f"quickworker-{slot}",
         )
         process.start()
@@ -227,7 +234,7 @@ class Supervisor:
             slot,
             process,
             parent_end,
-            worker.worker_id(slot, process.pid),
+            worker.worker_id(slot, processes.START_TOKEN, process.pid),
             time.monotonic(),
             end_request,
         )
@@ -409,6 +416,7 @@ class Supervisor:
     async def maintain_leases(self) -> None:
         """Renew our children's leases; rescue the jobs of hosts that stopped renewing theirs."""
         interval = conf.lease.total_seconds() / 4
+        next_cron_check = time.monotonic() + conf.lease.total_seconds()
         while True:
             await self.in_db(processes.heartbeat)
             self.last_heartbeat = time.monotonic()
@@ -420,6 +428,9 @@ class Supervisor:
                 if self.metrics:
                     self.metrics.rescued.inc(rescued)
                 self.wake()
+            if time.monotonic() >= next_cron_check:  # see ensure_cron_jobs: once per lease
+                await self.in_db(ensure_cron_jobs)
+                next_cron_check = time.monotonic() + conf.lease.total_seconds()
             await asyncio.sleep(interval)
 
     @contextlib.contextmanager

@@ -336,12 +336,12 @@ def empty_database(tmp_path: Path) -> Iterator[str]:
         return
     name = f"{connection.settings_dict['NAME']}_empty"
     quoted = connection.ops.quote_name(name)
+    # PostgreSQL refuses to drop a database runworkers may still be connected to, unless forced.
+    force = " WITH (FORCE)" if connection.vendor == "postgresql" else ""
     with connection.cursor() as cursor:
         cursor.execute(f"DROP DATABASE IF EXISTS {quoted}")
         cursor.execute(f"CREATE DATABASE {quoted}")
     yield database_url({**connection.settings_dict, "NAME": name})
-    # PostgreSQL refuses to drop a database that a connection still uses, unless forced.
-    force = " WITH (FORCE)" if connection.vendor == "postgresql" else ""
     with connection.cursor() as cursor:
         cursor.execute(f"DROP DATABASE IF EXISTS {quoted}{force}")
 
