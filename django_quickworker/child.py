@@ -16,6 +16,7 @@ def main(
     end_request: "ctypes.c_longlong",
     burst: bool,
     log_level: str,
+    token: str,
 ) -> None:
     """Set Django up in this fresh process, then run a worker."""
     # Ctrl-C reaches the whole process group; only the parent decides when children stop.
@@ -27,4 +28,4 @@ def main(
     from django_quickworker.worker import run_worker
 
     discover_tasks()  # a worker claims only the types it knows: know the tasks first
-    run_worker(slot, queues, pipe, end_request, burst, log_level)
+    run_worker(slot, queues, pipe, end_request, burst, log_level, token)

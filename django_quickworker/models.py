@@ -303,6 +303,14 @@ class WorkerJob(models.Model):
             current = retries[-1]
         return [*earlier, self, *later]
 
+    def replacement(self) -> "WorkerJob | None":
+        """The first job written under this one's tag once it was cancelled, or None: the
+        job that replaced it, when a newer submission or schedule took its tag."""
+        if self.status != Status.CANCELLED or self.finished is None:
+            return None
+        later = WorkerJob.objects.filter(tag=self.tag, pk__gt=self.pk)
+        return later.filter(created_at__gte=self.finished).order_by("pk").first()
+
 
 class WorkerProcessQuerySet(models.QuerySet["WorkerProcess"]):
     def alive(self) -> "WorkerProcessQuerySet":

@@ -2,6 +2,7 @@
 operators (the admin, ``manage.py quickworker status``) can see who serves the queue."""
 
 import os
+import secrets
 import socket
 from datetime import timedelta
 
@@ -11,10 +12,15 @@ from django_quickworker import __version__
 from django_quickworker.models import WorkerProcess
 from django_quickworker.registry import registry
 
+# Drawn once per runworkers start: host and PID alone repeat (containers with host
+# networking, a container restarted in the same start order), and a process must never
+# act on the rows of another one that happens to share them.
+START_TOKEN = secrets.token_hex(4)
+
 
 def process_name() -> str:
-    """This runworkers parent's name: host:pid."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This runworkers parent's name: host:pid:token."""
+    return f"{socket.gethostname()}:{os.getpid()}:{START_TOKEN}"
 
 
 STALE_AFTER = timedelta(days=1)  # rows of runworkers killed without a goodbye are dropped then

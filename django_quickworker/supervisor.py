@@ -107,7 +107,6 @@ class Supervisor:
         self.web_server = web_server
         self.monitor_address = monitor_address
         self.metrics: SupervisorMetrics | None = None  # set with a monitor (--metrics)
-        self.loops: list[asyncio.Task[None]] = []
         self.last_heartbeat = time.monotonic()
         self.children: dict[int, Child] = {}
         self.crashes: dict[int, int] = {}  # crashes in a row, by slot
@@ -149,7 +148,6 @@ class Supervisor:
         running = [
             self.loop.create_task(self.keep_running(*task), name=task[0]) for task in tasks.items()
         ]
-        self.loops = list(running)
         if self.monitor_address:
             monitor = self.start_monitor(*self.monitor_address)
             running.append(self.loop.create_task(monitor.serve()))
@@ -218,7 +216,15 @@ class Supervisor:
         end_request = self.spawn.RawValue(ctypes.c_longlong, 0)  # see Worker.on_sigusr1
         process = self.spawn.Process(
             target=child_process.main,
-            args=(slot, self.queues, child_end, end_request, self.burst, self.log_level),
+            args=(
+                slot,
+                self.queues,
+                child_end,
+                end_request,
+                self.burst,
+                self.log_level,
+                processes.START_TOKEN,
+            ),
             name=f"quickworker-{slot}",
         )
         process.start()
@@ -228,7 +234,7 @@ class Supervisor:
             slot,
             process,
             parent_end,
-            worker.worker_id(slot, process.pid),
+            worker.worker_id(slot, processes.START_TOKEN, process.pid),
             time.monotonic(),
             end_request,
         )

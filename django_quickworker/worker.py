@@ -57,9 +57,11 @@ MAX_DB_RETRY_DELAY = 10.0  # seconds, the cap of the reconnect backoff
 STOP_CHECK_INTERVAL = 0.1  # seconds between looks for a stop request while reconnecting
 
 
-def worker_id(slot: int, pid: int | None = None) -> str:
-    """The name a worker's rows carry: host:pid:slot."""
-    return f"{socket.gethostname()}:{pid or os.getpid()}:{slot}"
+def worker_id(slot: int, token: str, pid: int | None = None) -> str:
+    """The name a worker's rows carry: host:pid:token:slot, ``token`` being its runworkers
+    parent's START_TOKEN, so that no two workers ever share a name, whatever their hosts
+    and PIDs."""
+    return f"{socket.gethostname()}:{pid or os.getpid()}:{token}:{slot}"
 
 
 def run_worker(
@@ -69,10 +71,11 @@ def run_worker(
     end_request: ctypes.c_longlong,
     burst: bool,
     log_level: str,
+    token: str,
 ) -> None:
     """Work until told to stop; report an unexpected error to the parent before dying."""
     configure_logging(log_level)
-    worker = Worker(slot, queues, pipe, burst, end_request)
+    worker = Worker(slot, queues, pipe, burst, end_request, token)
     try:
         worker.run()
     except Exception:
@@ -102,8 +105,9 @@ class Worker:
         pipe: Connection,
         burst: bool,
         end_request: ctypes.c_longlong,
+        token: str,
     ) -> None:
-        self.id = worker_id(slot)
+        self.id = worker_id(slot, token)
         self.queues = queues
         # Only jobs it can run: one of a type it does not know waits for a worker that does.
         self.types = [job_type.name for job_type in registry]

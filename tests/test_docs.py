@@ -23,6 +23,7 @@ pages match the code.
 """
 
 import ast
+import builtins
 import configparser
 import contextlib
 import http.server
@@ -30,6 +31,7 @@ import inspect
 import json
 import re
 import shlex
+import symtable
 import sys
 import textwrap
 import threading
@@ -246,7 +248,33 @@ def run_python_examples(page: Path) -> dict[str, Any]:
             check = SETTING_CHECKS.get(name)
             if check:
                 check(block, namespace[name])
+    for block in blocks_of(page):
+        if block.language == "python" and not block.compile_only:
+            # A function body runs only when called: a missing import would pass unseen.
+            missing = globals_read_by_functions(block.code) - set(namespace) - set(dir(builtins))
+            assert not missing, f"{block}: its functions use {sorted(missing)}, never imported"
     return namespace
+
+
+def globals_read_by_functions(code: str) -> set[str]:
+    """The names that the functions of ``code`` read from their module (or builtins)."""
+    names: set[str] = set()
+    tables = [symtable.symtable(code, "<block>", "exec")]
+    while tables:
+        table = tables.pop()
+        tables.extend(table.get_children())
+        if table.get_type() == "function":
+            names |= {
+                symbol.get_name()
+                for symbol in table.get_symbols()
+                if symbol.is_global() and symbol.is_referenced()
+            }
+    return names
+
+
+def test_globals_read_by_functions_are_found() -> None:
+    code = "import os\n\n\ndef f(ctx):\n    send_mail(ctx.data, os.sep, [len(x) for x in y])\n"
+    assert globals_read_by_functions(code) == {"send_mail", "os", "len", "y"}
 
 
 @pytest.mark.django_db

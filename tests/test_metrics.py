@@ -115,12 +115,23 @@ def test_runworkers_counts_what_its_workers_report(start_runworkers: StartRunwor
 
 def test_healthz_answers_ok_while_the_parent_works(start_runworkers: StartRunworkers) -> None:
     port = free_port()
-    start_runworkers("--metrics", str(port), env=FAST_POLL)
+    runner = start_runworkers("--metrics", str(port), env=FAST_POLL)
     wait_until(lambda: listening(port), what="the metrics port")
     assert health(port) == (200, {"status": "ok", "problems": []})
     with pytest.raises(urllib.error.HTTPError) as error:
         scrape(port, "/nothing")
     assert error.value.code == 404
+
+    # Draining after a SIGTERM, the parent is out of service.
+    job = submit_job(tag="h:slow", type="demo.record", data={"seconds": 3})
+    wait_until(lambda: WorkerJob.objects.get(pk=job.pk).status == Status.RUNNING)
+    runner.send(signal.SIGTERM)
+    wait_until(lambda: health(port)[0] == 503, what="a 503 while stopping")
+    assert health(port)[1]["problems"] == [
+        "runworkers is stopping: its workers finish their jobs and exit."
+    ]
+    assert runner.wait() == 0, runner.output
+    assert WorkerJob.objects.get(pk=job.pk).status == Status.SUCCEEDED
 
 
 def listening(port: int) -> bool:

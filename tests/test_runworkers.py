@@ -336,6 +336,7 @@ def empty_database(tmp_path: Path) -> Iterator[str]:
         return
     name = f"{connection.settings_dict['NAME']}_empty"
     quoted = connection.ops.quote_name(name)
+    # PostgreSQL refuses to drop a database runworkers may still be connected to, unless forced.
     force = " WITH (FORCE)" if connection.vendor == "postgresql" else ""
     with connection.cursor() as cursor:
         cursor.execute(f"DROP DATABASE IF EXISTS {quoted}")

@@ -518,7 +518,7 @@ def test_retry_on_db_error_backs_off_to_a_cap(
 def test_a_request_to_end_another_job_is_ignored(running: int | None, wanted: int) -> None:
     pipe, _ = multiprocessing.Pipe()
     end_request = ctypes.c_longlong(wanted)
-    worker_ = worker.Worker(0, None, pipe, False, end_request)
+    worker_ = worker.Worker(0, None, pipe, False, end_request, "token")
     worker_.running_job_id = running
 
     worker_.on_sigusr1(signal.SIGUSR1, None)  # returns: nothing to unwind
@@ -526,7 +526,7 @@ def test_a_request_to_end_another_job_is_ignored(running: int | None, wanted: in
 
 def test_a_request_to_end_the_running_job_unwinds_it() -> None:
     pipe, _ = multiprocessing.Pipe()
-    worker_ = worker.Worker(0, None, pipe, False, ctypes.c_longlong(7))
+    worker_ = worker.Worker(0, None, pipe, False, ctypes.c_longlong(7), "token")
     worker_.running_job_id = 7
 
     with pytest.raises(SystemExit, match="told to end job id=7"):
