@@ -6,9 +6,10 @@ import secrets
 import socket
 from datetime import timedelta
 
-from django.utils import timezone
+from django.db import router
 
 from django_quickworker import __version__
+from django_quickworker.databases import database
 from django_quickworker.models import WorkerProcess
 
 # Drawn once per runworkers start: host and PID alone repeat (containers with host
@@ -26,7 +27,7 @@ STALE_AFTER = timedelta(days=1)  # rows of runworkers killed without a goodbye a
 
 
 def register(workers: int, queues: list[str] | None) -> None:
-    now = timezone.now()
+    now = database(router.db_for_write(WorkerProcess)).current_time()  # heartbeats: see below
     WorkerProcess.objects.filter(heartbeat__lt=now - STALE_AFTER).delete()
     WorkerProcess.objects.update_or_create(
         name=process_name(),
@@ -41,7 +42,9 @@ def register(workers: int, queues: list[str] | None) -> None:
 
 
 def heartbeat() -> None:
-    WorkerProcess.objects.filter(name=process_name()).update(heartbeat=timezone.now())
+    """Write the time on the database's clock: liveness is judged by it, on every host."""
+    now = database(router.db_for_write(WorkerProcess)).now()
+    WorkerProcess.objects.filter(name=process_name()).update(heartbeat=now)
 
 
 def unregister() -> None:
