@@ -9,16 +9,21 @@ import logging
 from datetime import datetime
 
 from django.db import router, transaction
+from django.utils import timezone
 
-from django_quickworker.conf import conf
+from django_quickworker import processes
 from django_quickworker.models import WorkerJob, WorkerJobQuerySet
-from django_quickworker.registry import registry
-from django_quickworker.schedule import next_cron_due
-from django_quickworker.submit import RESUBMITTED_FIELDS, insert, lock_tags, submit_job
+from django_quickworker.registry import CRON_TAG_PREFIX, declared_cron_job, registry
+from django_quickworker.submit import (
+    RESUBMITTED_FIELDS,
+    build_job,
+    insert,
+    lock_tags,
+    next_tick,
+)
 
 logger = logging.getLogger(__name__)
 
-CRON_TAG_PREFIX = "cron:"
 REMOVED_FROM_CODE = "Cron job no longer declared in code"
 SCHEDULE_CHANGED = "Cron schedule changed in code"
 
@@ -34,33 +39,53 @@ def running_cron_rows(tags: list[str]) -> WorkerJobQuerySet:
 
 
 def ensure_cron_jobs() -> None:
-    """Give each cron job declared in code exactly one pending row; cancel the undeclared.
+    """Give each cron job that a live runworkers declares exactly one pending row, on the
+    schedule of the newest declaring it; cancel the rows of those nobody declares.
 
-    Safe to run from many ``runworkers`` at once: the tags are locked first (PostgreSQL
-    advisory locks; SQLite's single writer), so only one of them writes each row.
+    Run at start and then once per LEASE by every runworkers, so that during a deploy old
+    and new hosts agree (the newest's schedule wins, a job removed from the new code stops
+    once no old host runs) and a chain that lost its pending row (an operator cancelled it)
+    goes on. Safe to run from many at once: the tags are locked first (PostgreSQL advisory
+    locks; SQLite's single writer), so only one of them writes each row.
     """
-    declared = {CRON_TAG_PREFIX + job_type.name: job_type for job_type in registry if job_type.cron}
+    schedules = processes.cron_schedules()
     alias = router.db_for_write(WorkerJob)
     with transaction.atomic(using=alias):
         existing = WorkerJob.objects.scheduled().filter(tag__startswith=CRON_TAG_PREFIX)
-        tags = sorted(set(declared) | set(existing.values_list("tag", flat=True)))
+        wanted = {CRON_TAG_PREFIX + name: schedule for name, schedule in schedules.items()}
+        tags = sorted(set(wanted) | set(existing.values_list("tag", flat=True)))
         lock_tags(tags, alias)
         for row in pending_cron_rows(tags):
-            job_type = declared.get(row.tag)
-            if job_type is None or job_type.name != row.type:
+            schedule = wanted.get(row.tag)
+            if schedule is None or row.tag != CRON_TAG_PREFIX + row.type:
                 logger.info("cancelling cron job %s: %s", row.tag, REMOVED_FROM_CODE.lower())
                 WorkerJob.objects.filter(pk=row.pk).cancel(REMOVED_FROM_CODE)
-            elif job_type.cron != row.cron_schedule:
+            elif schedule != row.cron_schedule and row.type in registry:
                 logger.info("rescheduling cron job %s: %s", row.tag, SCHEDULE_CHANGED.lower())
                 WorkerJob.objects.filter(pk=row.pk).cancel(SCHEDULE_CHANGED)
         # A chain whose run is in progress gets its next row when that run finishes.
-        live = pending_cron_rows(list(declared)) | running_cron_rows(list(declared))
+        live = pending_cron_rows(list(wanted)) | running_cron_rows(list(wanted))
         present = set(live.values_list("tag", flat=True))
-        for tag, job_type in declared.items():
-            if tag not in present:
-                submit_job(
-                    tag=tag, type=job_type.name, cron=job_type.cron, on_duplicate_tag="allow"
-                )
+        for tag, schedule in wanted.items():
+            name = tag.removeprefix(CRON_TAG_PREFIX)
+            if tag not in present and name in registry:  # else the hosts that know it will
+                _start_chain(tag, name, schedule, alias)
+
+
+def _start_chain(tag: str, type_name: str, schedule: str, alias: str) -> None:
+    """Write the first pending row of a cron chain; on any error, log it and go on: one
+    cron job whose next occurrence cannot be computed must not stop the others."""
+    try:
+        with transaction.atomic(using=alias):
+            insert([build_job(now=timezone.now(), tag=tag, type=type_name, cron=schedule)], alias)
+    except Exception:
+        logger.error("cron job %s (%r) cannot be scheduled", tag, schedule, exc_info=True)
+
+
+def is_declared_in_code(job: WorkerJob) -> bool:
+    """Whether ``job`` is a run of a cron job declared in code (rather than submitted)."""
+    job_type = declared_cron_job(job.tag)
+    return job_type is not None and job_type.name == job.type
 
 
 def schedule_next_occurrence(job: WorkerJob, now: datetime) -> WorkerJob | None:
@@ -76,7 +101,7 @@ def schedule_next_occurrence(job: WorkerJob, now: datetime) -> WorkerJob | None:
         return None
     after = max(job.due, now)
     next_run = WorkerJob(
-        due=next_cron_due(job.cron_schedule, after, conf.cron_time_zone),
+        due=next_tick(job.cron_schedule, after),
         cron_schedule=job.cron_schedule,
         **{name: getattr(job, name) for name in RESUBMITTED_FIELDS if name != "attempt"},
     )

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from django_quickworker.claim import claim_next
 from django_quickworker.conf import conf
-from django_quickworker.cron import schedule_next_occurrence
+from django_quickworker.cron import is_declared_in_code, schedule_next_occurrence
 from django_quickworker.databases import database
 from django_quickworker.databases.base import Claim, Database
 from django_quickworker.models import Backoff, Status, WorkerJob, WorkerJobQuerySet
@@ -68,7 +68,9 @@ def finish_job(
     with transaction.atomic(using=router.db_for_write(WorkerJob), savepoint=False):
         if not _record(job, outcome, now, lease_expired_before):
             return None
-        if job.cron_schedule and not outcome.cancelled:  # cancelling a run ends its chain
+        # Cancelling a run of a submitted cron job ends its chain; one declared in code goes
+        # on (the code still declares it), so cancelling skips just that occurrence.
+        if job.cron_schedule and (not outcome.cancelled or is_declared_in_code(job)):
             schedule_next_occurrence(job, now)
         return None if retry_due is None else resubmit(job, due=retry_due)
 

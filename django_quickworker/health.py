@@ -1,8 +1,9 @@
 """Is this ``runworkers`` parent healthy? What ``/healthz`` answers.
 
-Healthy means: none of the parent's loops has died of an exception, its last heartbeat (written by
-the lease loop on the database thread) is younger than a lease, and the database answers a
-``SELECT 1`` within a few seconds, asked from a thread of the check's own.
+Healthy means: the parent is not stopping, its last heartbeat (written by the lease loop on
+the database thread) is younger than a lease, and the database answers a ``SELECT 1``
+within a few seconds, asked from a thread of the check's own. The parent's other loops need
+no check here: it restarts one that fails, and exits when one keeps failing.
 """
 
 import asyncio
@@ -32,11 +33,9 @@ class HealthCheck:
 
     async def problems(self) -> list[str]:
         """What is wrong, one sentence each; empty when the parent is healthy."""
-        problems = [
-            f"The supervisor's loop {loop_name(task)} died: {task.exception()!r}."
-            for task in self.supervisor.loops
-            if task.done() and not task.cancelled() and task.exception()
-        ]
+        problems = []
+        if self.supervisor.stopping:
+            problems.append("runworkers is stopping: its workers finish their jobs and exit.")
         since_heartbeat = time.monotonic() - self.supervisor.last_heartbeat
         lease = conf.lease.total_seconds()
         if since_heartbeat > lease:
@@ -61,10 +60,6 @@ class HealthCheck:
 
     def close(self) -> None:
         self.thread.shutdown(wait=False)
-
-
-def loop_name(task: "asyncio.Task[None]") -> str:
-    return task.get_name()  # the supervisor names each of its loops
 
 
 def select_one() -> None:

@@ -303,6 +303,14 @@ class WorkerJob(models.Model):
             current = retries[-1]
         return [*earlier, self, *later]
 
+    def replacement(self) -> "WorkerJob | None":
+        """The first job written under this one's tag once it was cancelled, or None: the
+        job that replaced it, when a newer submission or schedule took its tag."""
+        if self.status != Status.CANCELLED or self.finished is None:
+            return None
+        later = WorkerJob.objects.filter(tag=self.tag, pk__gt=self.pk)
+        return later.filter(created_at__gte=self.finished).order_by("pk").first()
+
 
 class WorkerProcessQuerySet(models.QuerySet["WorkerProcess"]):
     def alive(self) -> "WorkerProcessQuerySet":
@@ -321,6 +329,17 @@ class WorkerProcess(models.Model):
     version = models.CharField(_("version"), max_length=50)
     started = models.DateTimeField(_("started"))
     heartbeat = models.DateTimeField(_("last heartbeat"))
+    # What its code declares, so that hosts running different versions during a deploy
+    # agree on which jobs somebody can run and which cron jobs still exist.
+    types = models.JSONField(
+        _("job types"), default=list, blank=True, help_text=_("The job types it runs.")
+    )
+    crons = models.JSONField(
+        _("cron jobs"),
+        default=dict,
+        blank=True,
+        help_text=_("The cron jobs its code declares: job type to schedule."),
+    )
 
     objects = WorkerProcessQuerySet.as_manager()
 

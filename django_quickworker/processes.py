@@ -11,6 +11,7 @@ from django.db import router
 from django_quickworker import __version__
 from django_quickworker.databases import database
 from django_quickworker.models import WorkerProcess
+from django_quickworker.registry import registry
 
 # Drawn once per runworkers start: host and PID alone repeat (containers with host
 # networking, a container restarted in the same start order), and a process must never
@@ -37,8 +38,32 @@ def register(workers: int, queues: list[str] | None) -> None:
             "version": __version__,
             "started": now,
             "heartbeat": now,
+            "types": [job_type.name for job_type in registry],
+            "crons": declared_crons(),
         },
     )
+
+
+def declared_crons() -> dict[str, str]:
+    """The cron jobs this process's code declares: job type to schedule."""
+    return {job_type.name: job_type.cron for job_type in registry if job_type.cron}
+
+
+def cron_schedules() -> dict[str, str]:
+    """The cron jobs that live runworkers declare, each with the schedule of the most
+    recently started one that declares it: during a deploy, the new code's.
+
+    This process counts as the newest when it has not registered (a test, a shell).
+    """
+    schedules: dict[str, str] = {}
+    me = process_name()
+    registered = False
+    for process in WorkerProcess.objects.alive().order_by("started", "name"):
+        registered = registered or process.name == me
+        schedules.update(process.crons)
+    if not registered:
+        schedules.update(declared_crons())
+    return schedules
 
 
 def heartbeat() -> None:

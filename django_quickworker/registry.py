@@ -7,14 +7,21 @@ import inspect
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ImproperlyConfigured
 
 from django_quickworker.conf import MAX_INT
-from django_quickworker.exceptions import InvalidJobTypeName, InvalidOption, UnknownJobType
-from django_quickworker.schedule import Duration, to_timedelta, validate_cron
+from django_quickworker.exceptions import (
+    InvalidCronSchedule,
+    InvalidJobTypeName,
+    InvalidOption,
+    UnknownJobType,
+)
+from django_quickworker.schedule import Duration, next_cron_due, to_timedelta, validate_cron
 
 JobFunction = TypeVar("JobFunction", bound=Callable[..., Any])
 
@@ -84,6 +91,23 @@ class JobRegistry:
 
 registry = JobRegistry()
 
+# QuickDapp's convention: the cron job declared by ``@job(name, cron=...)`` runs under this
+# tag, which is reserved for it.
+CRON_TAG_PREFIX = "cron:"
+
+
+def cron_tag(job_type: JobType) -> str:
+    return CRON_TAG_PREFIX + job_type.name
+
+
+def declared_cron_job(tag: str) -> JobType | None:
+    """The cron job declared in code whose reserved tag is ``tag``, or None."""
+    name = tag.removeprefix(CRON_TAG_PREFIX)
+    if name == tag or name not in registry:
+        return None
+    job_type = registry.get(name)
+    return job_type if job_type.cron else None
+
 
 def job(
     type_name: str,
@@ -104,6 +128,8 @@ def job(
     if timeout_delta is not None and not timeout_delta:
         raise InvalidOption(f"timeout={timeout!r} must be more than zero.")
     cron = None if cron is None else validate_cron(cron)
+    if cron is not None:
+        _refuse_cron_that_never_fires(type_name, cron)
     validate_queue(queue)
     validate_priority(priority)
     validate_max_attempts(max_attempts)
@@ -127,6 +153,15 @@ def job(
         return function
 
     return register
+
+
+def _refuse_cron_that_never_fires(type_name: str, cron: str) -> None:
+    """Refuse at import time a schedule with no date (``"0 0 30 2 *"``): else every
+    runworkers would meet it only when it schedules the job."""
+    try:
+        next_cron_due(cron, datetime.now(dt_timezone.utc), ZoneInfo("UTC"))
+    except InvalidCronSchedule as error:
+        raise ImproperlyConfigured(f"@job({type_name!r}, cron={cron!r}): {error}") from None
 
 
 def validate_type_name(name: object) -> str:

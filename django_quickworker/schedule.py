@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from django_quickworker.exceptions import InvalidCronSchedule, InvalidDue, InvalidDuration
 
@@ -89,7 +89,12 @@ def next_cron_due(expression: str, after: datetime, time_zone: ZoneInfo) -> date
     hours = ticks.expanded[1]
     every_hour = hours == ["*"] or len(hours) == 24
     while True:
-        due: datetime = ticks.get_next(datetime)
+        try:
+            due: datetime = ticks.get_next(datetime)
+        except CroniterBadDateError:  # e.g. "0 0 30 2 *": there is no February 30th
+            raise InvalidCronSchedule(
+                f"cron={expression!r} never fires: no date matches all of its fields."
+            ) from None
         if every_hour or not _repeated_wall_time(due, time_zone):
             break
     return due.astimezone(after.tzinfo) if after.tzinfo else due

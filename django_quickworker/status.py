@@ -7,17 +7,20 @@ the few scheduled, running or recently failed rows through their indexes.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import router
-from django.db.models import Min, QuerySet
+from django.db.models import Count, Min, QuerySet
 from django.utils import timezone
 
+from django_quickworker import processes
 from django_quickworker.conf import conf
+from django_quickworker.cron import pending_cron_rows, running_cron_rows
 from django_quickworker.databases import database
 from django_quickworker.models import Status, WorkerJob, WorkerProcess
+from django_quickworker.registry import CRON_TAG_PREFIX
 
 COUNT_LIMIT = 10_000  # rows counted exactly; past this, an estimate or a lower bound
 MAX_LATENCY = timedelta(minutes=5)  # a due job waiting longer than this means trouble
@@ -77,6 +80,15 @@ class ProcessInfo:
 
 
 @dataclass(frozen=True)
+class Backlog:
+    """Scheduled jobs of one type that no live runworkers runs (a rolling deploy, a typo)."""
+
+    type: str
+    count: int
+    oldest_due: datetime
+
+
+@dataclass(frozen=True)
 class Summary:
     """What an operator checks first: is the queue moving, and is anyone serving it?"""
 
@@ -88,6 +100,8 @@ class Summary:
     expired_leases: RowCount  # running jobs whose lease nobody renewed or rescued
     processes: list[ProcessInfo]  # live runworkers parents
     max_latency: timedelta
+    unknown_types: list[Backlog] = field(default_factory=list)  # jobs nobody alive can run
+    missing_cron_jobs: list[str] = field(default_factory=list)  # declared, with no pending row
 
     @property
     def latency(self) -> timedelta | None:
@@ -114,6 +128,17 @@ class Summary:
                 f"The oldest due job has waited {format_duration(latency)}, longer than "
                 f"{format_duration(self.max_latency)}."
             )
+        for backlog in self.unknown_types:
+            problems.append(
+                f"{backlog.count} scheduled job(s) of type {backlog.type!r} (the oldest due "
+                f"{_moment(backlog.oldest_due)}) wait for a runworkers that knows the type; "
+                "no live one registers it."
+            )
+        for tag in self.missing_cron_jobs:
+            problems.append(
+                f"Cron job {tag} is declared in code but has no pending run; each runworkers "
+                "schedules it again within a LEASE."
+            )
         return problems
 
     @property
@@ -135,6 +160,11 @@ class Summary:
             "max_latency_seconds": self.max_latency.total_seconds(),
             "failed_last_hour": self.failed_recently.value,
             "expired_leases": self.expired_leases.value,
+            "unknown_types": [
+                {"type": b.type, "count": b.count, "oldest_due": b.oldest_due.isoformat()}
+                for b in self.unknown_types
+            ],
+            "missing_cron_jobs": self.missing_cron_jobs,
             "processes": [
                 {
                     "name": process.name,
@@ -154,7 +184,7 @@ class Summary:
     def as_text(self) -> str:
         """The summary as a few aligned lines for a terminal."""
         state = "healthy" if self.is_healthy else "UNHEALTHY"
-        checked = timezone.localtime(self.checked_at).strftime("%Y-%m-%d %H:%M:%S %Z")
+        checked = _moment(self.checked_at)
         width = max(len(str(count)) for count in self.counts.values())
         lines = [f"django-quickworker queue at {checked}: {state}", "", "Jobs"]
         for status, count in self.counts.items():
@@ -187,6 +217,12 @@ class Summary:
 ZERO = timedelta(0)
 
 
+def _moment(moment: datetime) -> str:
+    """A time for people, in the current time zone (naive times already are: USE_TZ off)."""
+    local = timezone.localtime(moment) if timezone.is_aware(moment) else moment
+    return local.strftime("%Y-%m-%d %H:%M:%S %Z").rstrip()
+
+
 def summarize(*, max_latency: timedelta = MAX_LATENCY, now: datetime | None = None) -> Summary:
     """Read the queue's health: counts, latency, recent failures, stuck jobs, live workers."""
     alias = router.db_for_read(WorkerJob)
@@ -206,7 +242,29 @@ def summarize(*, max_latency: timedelta = MAX_LATENCY, now: datetime | None = No
         expired_leases=count_rows(expired),
         processes=[ProcessInfo.of(process) for process in alive],
         max_latency=max_latency,
+        unknown_types=unknown_types(jobs, list(alive)),
+        # With no runworkers alive, nothing could have scheduled them: that problem says it.
+        missing_cron_jobs=missing_cron_jobs() if alive else [],
     )
+
+
+def unknown_types(jobs: QuerySet[WorkerJob], alive: list[WorkerProcess]) -> list[Backlog]:
+    """Scheduled jobs, by type, that none of the ``alive`` runworkers registers."""
+    # A runworkers that lists no types predates the column: it may run anything.
+    if not alive or not all(process.types for process in alive):
+        return []
+    known = {name for process in alive for name in process.types}
+    waiting = jobs.filter(status=Status.SCHEDULED).exclude(type__in=known)
+    rows = waiting.order_by("type").values("type").annotate(count=Count("id"), oldest=Min("due"))
+    return [Backlog(row["type"], row["count"], row["oldest"]) for row in rows]
+
+
+def missing_cron_jobs() -> list[str]:
+    """Tags of the cron jobs declared in code (here or by a live runworkers) whose chain has
+    no pending or running row: nothing would run them until a runworkers schedules them."""
+    tags = [CRON_TAG_PREFIX + name for name in processes.cron_schedules()]
+    live = pending_cron_rows(tags) | running_cron_rows(tags)
+    return sorted(set(tags) - set(live.values_list("tag", flat=True)))
 
 
 def oldest_due(due: QuerySet[WorkerJob]) -> datetime | None:

@@ -18,6 +18,7 @@ from django_quickworker.models import WorkerJob
 from django_quickworker.payload import is_storable_text, validate_payload
 from django_quickworker.registry import (
     JobType,
+    declared_cron_job,
     registry,
     validate_backoff,
     validate_max_attempts,
@@ -83,6 +84,8 @@ def submit_jobs(
         )
     now = timezone.now()
     jobs = [build_job(now=now, **submission) for submission in submissions]
+    for job in jobs:
+        _refuse_reserved_tag(job.tag)
     tags = [job.tag for job in jobs]
     if on_duplicate_tag != "allow" and len(set(tags)) != len(tags):
         repeated = sorted({tag for tag in tags if tags.count(tag) > 1})
@@ -160,6 +163,17 @@ def build_job(
     return job
 
 
+def _refuse_reserved_tag(tag: str) -> None:
+    """Refuse the tag of a cron job declared in code: a submission with it would cancel
+    that job's pending row (on_duplicate_tag="replace") or fork its chain."""
+    job_type = declared_cron_job(tag)
+    if job_type is not None:
+        raise InvalidOption(
+            f"tag={tag!r} is reserved for the cron job declared in code by "
+            f"@job({job_type.name!r}, cron={job_type.cron!r}); use another tag."
+        )
+
+
 def _validate_tag(tag: object) -> str:
     if not isinstance(tag, str) or not tag or len(tag) > 255 or not is_storable_text(tag):
         raise InvalidOption(
@@ -175,7 +189,7 @@ def _due(now: datetime, due: datetime | None, delay: Duration | None, cron: str)
     if delay is not None:
         return now + to_timedelta(delay, "delay")
     if due is None:
-        return next_cron_due(cron, now, conf.cron_time_zone) if cron else now
+        return next_tick(cron, now) if cron else now
     if not isinstance(due, datetime):
         raise InvalidDue(f"due={due!r} is not a datetime.")
     if settings.USE_TZ and timezone.is_naive(due):
@@ -186,6 +200,16 @@ def _due(now: datetime, due: datetime | None, delay: Duration | None, cron: str)
     if not settings.USE_TZ and timezone.is_aware(due):
         raise InvalidDue(f"due={due!r} is an aware datetime while USE_TZ is off; give a naive one.")
     return check_due(due)
+
+
+def next_tick(cron: str, after: datetime) -> datetime:
+    """The first tick of ``cron`` after ``after``, in the form ``after`` has: aware with
+    USE_TZ, else naive in TIME_ZONE, which is how Django stores datetimes then."""
+    if timezone.is_aware(after):
+        return next_cron_due(cron, after, conf.cron_time_zone)
+    local = timezone.get_default_timezone()
+    due = next_cron_due(cron, timezone.make_aware(after, local), conf.cron_time_zone)
+    return timezone.make_naive(due, local)
 
 
 def _retry_policy(

@@ -107,7 +107,6 @@ class Supervisor:
         self.web_server = web_server
         self.monitor_address = monitor_address
         self.metrics: SupervisorMetrics | None = None  # set with a monitor (--metrics)
-        self.loops: list[asyncio.Task[None]] = []
         self.last_heartbeat = time.monotonic()
         self.children: dict[int, Child] = {}
         self.crashes: dict[int, int] = {}  # crashes in a row, by slot
@@ -132,8 +131,9 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.on_signal, signum)
         with self.unless_stopped_by_an_outage("start"):
-            await self.in_db(ensure_cron_jobs)
+            # Registered first: what this runworkers declares counts in the cron check.
             await self.in_db(processes.register, self.workers, self.queues)
+            await self.in_db(ensure_cron_jobs)
         if not self.stopping:  # a signal may have come during the cron check
             for slot in range(self.workers):
                 self.start(slot)
@@ -148,7 +148,6 @@ class Supervisor:
         running = [
             self.loop.create_task(self.keep_running(*task), name=task[0]) for task in tasks.items()
         ]
-        self.loops = list(running)
         if self.monitor_address:
             monitor = self.start_monitor(*self.monitor_address)
             running.append(self.loop.create_task(monitor.serve()))
@@ -425,6 +424,7 @@ class Supervisor:
         """
         lease = conf.lease.total_seconds()
         rescue_from = 0.0  # monotonic time from which this host may rescue
+        next_cron_check = time.monotonic() + lease
         while True:
             await self.in_db(processes.heartbeat)
             now = time.monotonic()
@@ -444,6 +444,9 @@ class Supervisor:
                     if self.metrics:
                         self.metrics.rescued.inc(rescued)
                     self.wake()
+            if time.monotonic() >= next_cron_check:  # see ensure_cron_jobs: once per lease
+                await self.in_db(ensure_cron_jobs)
+                next_cron_check = time.monotonic() + lease
             await asyncio.sleep(lease / 4)
 
     async def renew_our_leases(self) -> None:

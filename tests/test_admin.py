@@ -6,6 +6,7 @@ import html
 import json
 import re
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 import psycopg
@@ -91,16 +92,23 @@ def test_the_list_shows_each_column(admin_client: Client) -> None:
     assert response.status_code == 200
     assert listed(response) == [retrying.pk, failed.pk, running.pk]  # newest first
     page = response.content.decode()
-    for header in ["Type", "Tag", "User", "Status", "Due", "Started", "Finished", "Duration"]:
-        assert f">{header}<" in page or f">{header}</a>" in page, header
+    headers = re.findall(r'<th scope="col" class="[^"]*column-(\w+)', page)
+    assert headers == ["id", "job", "status_display", "due_at", "started_at", "duration"]
+    assert '<span class="qw-type">demo.add</span>' in page
+    assert '<span class="qw-tag" title="welcome:1">welcome:1 · alice</span>' in page
+    assert f'data-qw-job="{running.pk}" data-qw-status="running"' in page
     assert '<span class="qw-badge qw-status-running">Running</span>' in page
     assert '<span class="qw-badge qw-status-failed">Failed</span>' in page
     assert '<progress class="qw-progress" max="5" value="2"></progress> 2/5 rendering' in page
-    assert '<td class="field-attempts">2</td>' in page
-    assert '<td class="field-attempts">1/3</td>' in page  # out of what its policy allows
+    assert '<span class="qw-muted">run 2</span>' in page
+    assert '<span class="qw-muted">run 1/3</span>' in page  # out of what its policy allows
     assert '<td class="field-duration">2 s</td>' in page  # finished 2 s after it started
-    assert ">alice<" in page and ">mail<" in page
+    assert '<td class="field-started_at">—</td>' in page  # the one marker for "none"
+    started = timezone.localtime(running.started).strftime("%H:%M:%S")
+    assert f">{started}</time>" in page  # to the second
     assert "django_quickworker/admin.css" in page
+    assert "django_quickworker/admin-live.js" in page
+    assert 'id="qw-live" data-url="/admin/quickworker/workerjob/live/"' in page
 
 
 def test_the_summary_above_the_list(admin_client: Client) -> None:
@@ -342,9 +350,71 @@ def test_a_cron_job_page_shows_the_next_three_runs(admin_client: Client) -> None
     assert len(runs) == 3 and runs[0] > timezone.now()
     assert runs[1] == next_cron_due("0 3 * * *", runs[0], conf.cron_time_zone)
     for run in runs:
-        shown = formats.date_format(timezone.localtime(run), "DATETIME_FORMAT")
-        assert f"<li>{html.escape(shown)}</li>" in page
+        shown = formats.date_format(timezone.localtime(run), "M j, Y, H:i:s")
+        assert f">{shown}</time></li>" in page
     assert "Schedule read in the UTC time zone." in page
+
+
+def test_a_job_page_shows_times_to_the_second_and_one_marker_for_none(
+    admin_client: Client,
+) -> None:
+    job = make_row(Status.SCHEDULED, at=datetime(2031, 5, 6, 7, 8, 9, tzinfo=dt_timezone.utc))
+    page = admin_client.get(page_of(job)).content.decode()
+    assert '<div class="readonly"><time datetime="2031-05-06T07:08:09+00:00"' in page
+    assert ">May 6, 2031, 07:08:09</time>" in page
+    for field in ["started_time", "finished_time", "worker_display", "timeout_display"]:
+        assert re.search(rf'field-{field}">.*?<div class="readonly">—</div>', page, re.S), field
+    for field in ["result_json", "traceback", "progress_json", "cron_display", "user"]:
+        assert re.search(rf'field-{field}">.*?<div class="readonly">—</div>', page, re.S), field
+    assert ">None<" not in page and ">-<" not in page
+
+
+@pytest.mark.parametrize(
+    ("fields", "wording"),
+    [
+        ({"persistent": True}, "Persistent: kept forever, cleanup never removes it."),
+        (
+            {"remove_delay": timedelta(days=2)},
+            "Kept 2 d after it finishes, then removed by cleanup.",
+        ),
+        ({}, "Kept 1 h after it succeeds, 7 d after it fails or is cancelled."),
+        ({"auto_reschedule_on_failure": False}, "No automatic retry: a failed run stays failed."),
+        (
+            {
+                "auto_reschedule_on_failure": True,
+                "max_attempts": 4,
+                "auto_reschedule_on_failure_delay": timedelta(seconds=30),
+                "retry_backoff": "exponential",
+            },
+            "Up to 4 runs; the first retry after 30 s, doubling each time.",
+        ),
+    ],
+)
+def test_a_job_page_says_what_its_settings_mean(
+    admin_client: Client, fields: dict[str, Any], wording: str
+) -> None:
+    page = admin_client.get(page_of(make_row(Status.SCHEDULED, **fields))).content.decode()
+    assert f'<div class="readonly">{html.escape(wording)}</div>' in page
+    assert "Never removed by cleanup" not in page  # the help text read as a contradiction
+
+
+def test_a_replaced_job_links_the_job_that_replaced_it(admin_client: Client) -> None:
+    first = submit_job(tag="report:7", type="demo.add", data={"a": 1, "b": 1})
+    second = submit_job(tag="report:7", type="demo.add", data={"a": 2, "b": 2})
+    page = admin_client.get(page_of(first)).content.decode()
+    assert stored(first).status == Status.CANCELLED
+    assert re.search(
+        rf'field-replaced_by">.*?<div class="readonly"><a href="{page_of(second)}">#{second.pk} ',
+        page,
+        re.S,
+    )
+    # An operator's cancel names no successor, even when the tag is used again later.
+    by_hand = make_row(Status.SCHEDULED, tag="mail:3")
+    act(admin_client, "cancel", by_hand)
+    submit_job(tag="mail:3", type="demo.add", data={"a": 0, "b": 0})
+    page = admin_client.get(page_of(by_hand)).content.decode()
+    assert re.search(r'field-replaced_by">.*?<div class="readonly">—</div>', page, re.S)
+    assert "field-replaced_by" not in admin_client.get(page_of(second)).content.decode()
 
 
 def test_a_job_page_cannot_be_saved_or_deleted(admin_client: Client) -> None:
@@ -498,6 +568,60 @@ def test_a_job_page_offers_the_actions_that_apply(admin_client: Client) -> None:
     response = act(admin_client, "retry", failed, _job_page=str(failed.pk))
     assert response.redirect_chain == [(page_of(failed), 302)]
     assert messages_of(response)[0].startswith("Retried 1 job as #")
+
+
+# --- live rows ------------------------------------------------------------------------------
+
+LIVE = CHANGELIST + "live/"
+
+
+def test_live_rows_give_the_cells_that_change(admin_client: Client) -> None:
+    running = make_row(Status.RUNNING, progress={"current": 3, "total": 4, "message": XSS})
+    done = make_row(Status.SUCCEEDED)
+    response = admin_client.get(LIVE, {"id": [running.pk, done.pk, 999_999]})
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    jobs = response.json()["jobs"]
+    assert [(job["id"], job["status"]) for job in jobs] == [
+        (running.pk, "running"),
+        (done.pk, "succeeded"),
+    ]
+    cells = jobs[0]["cells"]
+    assert sorted(cells) == ["duration", "progress_json", "started_at", "status_display"]
+    list_page = admin_client.get(CHANGELIST).content.decode()
+    for name in ["status_display", "started_at"]:  # as the list draws them
+        assert f'<td class="field-{name}">{cells[name]}</td>' in list_page, name
+    assert re.fullmatch(r"\d+(\.\d)? m?s", cells["duration"])  # a running job's, so far
+    assert '<progress class="qw-progress" max="4" value="3"></progress>' in cells["status_display"]
+    assert "&lt;script&gt;" in cells["status_display"] and "<script>" not in cells["progress_json"]
+    assert jobs[1]["cells"]["progress_json"] == "—"
+
+
+@pytest.mark.parametrize(
+    ("ids", "error"),
+    [
+        (["12", "x1"], "id='x1' is not a job id; give up to 100 ids=<digits>."),
+        ([str(n) for n in range(101)], "101 ids are more than 100; give up to 100 ids=<digits>."),
+    ],
+)
+def test_live_rows_refuse_bad_ids(admin_client: Client, ids: list[str], error: str) -> None:
+    response = admin_client.get(LIVE, {"id": ids})
+    assert response.status_code == 400 and response.json() == {"error": error}
+
+
+def test_live_rows_are_for_staff_who_may_view_jobs(client: Client) -> None:
+    job = make_row(Status.RUNNING)
+    response = client.get(LIVE, {"id": job.pk})
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    login(client, "view_workerjob", is_staff=False)
+    assert client.get(LIVE, {"id": job.pk}).status_code == 302
+    client.logout()
+    User.objects.all().delete()
+    login(client)
+    assert client.get(LIVE, {"id": job.pk}).status_code == 403
+    client.logout()
+    User.objects.all().delete()
+    login(client, "view_workerjob")
+    assert client.get(LIVE, {"id": job.pk}).json()["jobs"][0]["id"] == job.pk
 
 
 # --- permissions ---------------------------------------------------------------------------

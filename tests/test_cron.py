@@ -271,7 +271,8 @@ def test_a_pending_retry_of_a_cron_job_neither_counts_as_its_row_nor_is_cancelle
 ) -> None:
     declare("test.retried", "*/5 * * * *")
     # A one-off retry (no cron_schedule) under the cron tag, as finish_job writes them.
-    retry = submit_job(tag="cron:test.retried", type="test.retried", on_duplicate_tag="allow")
+    retry = submit_job(tag="retry", type="test.retried")
+    WorkerJob.objects.filter(pk=retry.pk).update(tag="cron:test.retried")
 
     ensure_cron_jobs()
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from demo.pgcluster import Cluster, free_port
+from demo.pgcluster import free_port
 from tests.conftest import StartRunworkers, wait_until
-from tests.test_outage import cluster, manage
+from tests.test_outage import Server, cluster, manage
 
 __all__ = ["cluster"]  # the fixture, shared with the outage test
 
@@ -30,8 +30,9 @@ def health(port: int) -> tuple[int, dict[str, Any]]:
 
 
 @pytest.mark.postgresql
+@pytest.mark.mysql
 def test_healthz_names_a_database_that_does_not_answer(
-    cluster: Cluster, start_runworkers: StartRunworkers
+    cluster: Server, start_runworkers: StartRunworkers
 ) -> None:
     manage(cluster, "migrate", "--verbosity", "0")
     port = free_port()

@@ -115,12 +115,23 @@ def test_runworkers_counts_what_its_workers_report(start_runworkers: StartRunwor
 
 def test_healthz_answers_ok_while_the_parent_works(start_runworkers: StartRunworkers) -> None:
     port = free_port()
-    start_runworkers("--metrics", str(port), env=FAST_POLL)
+    runner = start_runworkers("--metrics", str(port), env=FAST_POLL)
     wait_until(lambda: listening(port), what="the metrics port")
     assert health(port) == (200, {"status": "ok", "problems": []})
     with pytest.raises(urllib.error.HTTPError) as error:
         scrape(port, "/nothing")
     assert error.value.code == 404
+
+    # Draining after a SIGTERM, the parent is out of service.
+    job = submit_job(tag="h:slow", type="demo.record", data={"seconds": 3})
+    wait_until(lambda: WorkerJob.objects.get(pk=job.pk).status == Status.RUNNING)
+    runner.send(signal.SIGTERM)
+    wait_until(lambda: health(port)[0] == 503, what="a 503 while stopping")
+    assert health(port)[1]["problems"] == [
+        "runworkers is stopping: its workers finish their jobs and exit."
+    ]
+    assert runner.wait() == 0, runner.output
+    assert WorkerJob.objects.get(pk=job.pk).status == Status.SUCCEEDED
 
 
 def listening(port: int) -> bool:
@@ -150,13 +161,16 @@ def test_the_view_reads_the_queue_from_the_database(client: Client) -> None:
         worker="gone:1:0",
         lease_expires=now - timedelta(hours=1),
     )
-    WorkerProcess.objects.create(name="host:42", workers=2, version="0", started=now, heartbeat=now)
+    WorkerProcess.objects.create(
+        name="host:42", workers=2, version="0", started=now, heartbeat=now, types=["demo.add"]
+    )
+    submit_job(tag="v:4", type="demo.fail", queue="mail")  # a type host:42 does not run
     response = client.get("/metrics/")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain; version=")
     text = response.content.decode()
     scraped = samples(text)
-    assert value(scraped, "quickworker_queue_jobs", queue="mail", status="scheduled") == 2
+    assert value(scraped, "quickworker_queue_jobs", queue="mail", status="scheduled") == 3
     assert value(scraped, "quickworker_queue_jobs", queue="default", status="running") == 1
     assert value(scraped, "quickworker_queue_jobs", queue="default", status="scheduled") == 0
     age = value(scraped, "quickworker_queue_oldest_due_age_seconds", queue="mail")
@@ -166,6 +180,8 @@ def test_the_view_reads_the_queue_from_the_database(client: Client) -> None:
     assert value(scraped, "quickworker_runworkers_alive") == 1
     heartbeat = "quickworker_runworkers_heartbeat_timestamp_seconds"
     assert value(scraped, heartbeat, runworkers="host:42") == pytest.approx(now.timestamp())
+    assert value(scraped, "quickworker_unknown_type_jobs", type="demo.fail") == 1
+    assert ("quickworker_unknown_type_jobs", (("type", "demo.add"),)) not in scraped
     assert families(text) == documented("view")
 
 

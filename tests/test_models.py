@@ -176,7 +176,7 @@ def test_indexes_exist_in_the_database() -> None:
 
 
 @pytest.mark.django_db
-@pytest.mark.postgresql
+@pytest.mark.postgresql  # its catalog; MySQL's full indexes: test_indexes_exist_in_the_database
 def test_indexes_are_partial_on_postgresql() -> None:
     with connection.cursor() as cursor:
         cursor.execute(

@@ -8,6 +8,7 @@ temp dir, on a free port) with the server binaries of Debian's postgresql packag
 database in it, and restarts that server while the workers are busy.
 """
 
+import contextlib
 import itertools
 import os
 import re
@@ -22,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import psycopg
 import pytest
+from django.db import connection
 
+from demo.mariadbserver import MariaDBServer, throwaway_mariadb
 from demo.models import Execution
 from demo.pgcluster import Cluster, MissingServer, throwaway_cluster
 from django_quickworker.models import WorkerJob
@@ -47,17 +49,22 @@ SUBMIT = (
 )
 
 
+Server = Cluster | MariaDBServer
+
+
 @pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    """A PostgreSQL server of our own on a free port; stopped and deleted at teardown."""
+def cluster() -> Iterator[Server]:
+    """A server of our own, of the run's database (PostgreSQL or MariaDB), on a free port;
+    stopped and deleted at teardown."""
+    throwaway = throwaway_mariadb if connection.vendor == "mysql" else throwaway_cluster
     try:
-        with throwaway_cluster(DATABASE) as server:
+        with throwaway(DATABASE) as server:
             yield server
     except MissingServer as error:
         pytest.fail(str(error))
 
 
-def manage(cluster: Cluster, *args: str) -> None:
+def manage(cluster: Server, *args: str) -> None:
     """Run ``manage.py`` on the throwaway database."""
     environment = {**os.environ, "DATABASE_URL": cluster.url(DATABASE)}
     environment.pop("TEST_DATABASE_NAME", None)
@@ -82,16 +89,18 @@ def wait_for(
         raise AssertionError(f"{error}\nrunworkers log:\n{runner.output}") from None
 
 
-def query(cluster: Cluster, sql: str) -> list[tuple[Any, ...]]:
-    with cluster.connect(DATABASE) as connection:
-        return connection.execute(sql).fetchall()
+def query(cluster: Server, sql: str) -> list[tuple[Any, ...]]:
+    with contextlib.closing(cluster.connect(DATABASE)) as connection:
+        cursor = connection.cursor()  # psycopg's and MySQLdb's alike
+        cursor.execute(sql)
+        return list(cursor.fetchall())
 
 
-def count(cluster: Cluster, sql: str) -> int:
+def count(cluster: Server, sql: str) -> int:
     """A count from the throwaway database, or -1 while it cannot be reached."""
     try:
         return int(query(cluster, sql)[0][0])
-    except psycopg.OperationalError:
+    except cluster.connection_errors:
         return -1
 
 
@@ -116,8 +125,8 @@ def server_connections(pid: int, port: int) -> int:
     )
 
 
-# PostgreSQL only for now: it restarts a server of its own (pgcluster); the same test on a
-# MariaDB server of its own is not written yet.
+# PostgreSQL's (a cluster of its own; it checks that LISTEN reconnects too); MariaDB's
+# restart is tests/test_outage_mariadb.py.
 @pytest.mark.postgresql
 def test_a_postgresql_restart_loses_no_job(
     cluster: Cluster, start_runworkers: Callable[..., Runworkers]
@@ -238,7 +247,7 @@ def test_a_postgresql_restart_loses_no_job(
 
 
 def stop_during_an_outage(
-    cluster: Cluster, start_runworkers: Callable[..., Runworkers], *args: str
+    cluster: Server, start_runworkers: Callable[..., Runworkers], *args: str
 ) -> Runworkers:
     """runworkers on the throwaway server, with a job running, then the server stopped."""
     manage(cluster, "migrate", "--verbosity", "0")
@@ -265,8 +274,9 @@ def stop_during_an_outage(
 
 
 @pytest.mark.postgresql
+@pytest.mark.mysql
 def test_a_first_signal_during_an_outage_exits_within_the_shutdown_timeout(
-    cluster: Cluster, start_runworkers: Callable[..., Runworkers]
+    cluster: Server, start_runworkers: Callable[..., Runworkers]
 ) -> None:
     runner = stop_during_an_outage(cluster, start_runworkers, "--shutdown-timeout", "3")
     sent = time.monotonic()
@@ -278,8 +288,9 @@ def test_a_first_signal_during_an_outage_exits_within_the_shutdown_timeout(
 
 
 @pytest.mark.postgresql
+@pytest.mark.mysql
 def test_a_second_signal_during_an_outage_exits_at_once(
-    cluster: Cluster, start_runworkers: Callable[..., Runworkers]
+    cluster: Server, start_runworkers: Callable[..., Runworkers]
 ) -> None:
     runner = stop_during_an_outage(cluster, start_runworkers, "--shutdown-timeout", "120")
     runner.send(signal.SIGTERM)

@@ -335,12 +335,15 @@ def empty_database(tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'empty.sqlite3'}"
         return
     name = f"{connection.settings_dict['NAME']}_empty"
+    quoted = connection.ops.quote_name(name)
+    # PostgreSQL refuses to drop a database runworkers may still be connected to, unless forced.
+    force = " WITH (FORCE)" if connection.vendor == "postgresql" else ""
     with connection.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        cursor.execute(f'CREATE DATABASE "{name}"')
+        cursor.execute(f"DROP DATABASE IF EXISTS {quoted}")
+        cursor.execute(f"CREATE DATABASE {quoted}")
     yield database_url({**connection.settings_dict, "NAME": name})
     with connection.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cursor.execute(f"DROP DATABASE IF EXISTS {quoted}{force}")
 
 
 def test_runworkers_before_migrate_says_to_migrate(

@@ -13,6 +13,7 @@ from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
+from django_quickworker.cron import ensure_cron_jobs
 from django_quickworker.models import Status, WorkerJob, WorkerProcess
 from django_quickworker.status import RowCount, count_rows, format_duration, summarize
 from tests.conftest import MANAGE, database_url
@@ -43,7 +44,9 @@ def make_row(
 def live_process(name: str = "host:1", **fields: Any) -> WorkerProcess:
     now = timezone.now()
     values = {"workers": 2, "queues": "", "version": "0.1.0", "started": now, "heartbeat": now}
-    return WorkerProcess.objects.create(name=name, **{**values, **fields})
+    process = WorkerProcess.objects.create(name=name, **{**values, **fields})
+    ensure_cron_jobs()  # as a runworkers does when it starts (the cleanup job's row)
+    return process
 
 
 def run_status(*args: str) -> tuple[int, str]:
@@ -146,7 +149,13 @@ def test_summary_counts_latency_failures_and_processes() -> None:
     summary = summarize(now=now)
 
     counts = {name: count.value for name, count in summary.counts.items()}
-    assert counts == {"scheduled": 3, "running": 1, "succeeded": 1, "failed": 2, "cancelled": 1}
+    assert counts == {
+        "scheduled": 4,
+        "running": 1,
+        "succeeded": 1,
+        "failed": 2,
+        "cancelled": 1,
+    }  # with the cleanup cron row
     assert summary.due.value == 2
     assert summary.latency == timedelta(seconds=90)
     assert summary.failed_recently.value == 1
@@ -193,7 +202,7 @@ def test_status_text_when_healthy() -> None:
     assert code == 0, output
     lines = output.splitlines()
     assert lines[0].startswith("django-quickworker queue at ") and lines[0].endswith(": healthy")
-    assert "  scheduled  0  (none due)" in lines
+    assert "  scheduled  1  (none due)" in lines
     assert "  succeeded  1" in lines
     assert "  failed     1  (1 in the last hour)" in lines
     assert "Workers: 1 runworkers process(es) alive" in lines
@@ -224,7 +233,7 @@ def test_status_json() -> None:
     assert report["healthy"] is False
     assert report["problems"] == ["The oldest due job has waited 30 s, longer than 20 s."]
     assert report["counts"] == {
-        "scheduled": 1,
+        "scheduled": 2,
         "running": 0,
         "succeeded": 0,
         "failed": 1,

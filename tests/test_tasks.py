@@ -120,7 +120,7 @@ def test_a_rolled_back_transaction_leaves_no_row() -> None:
     assert not WorkerJob.objects.exists()
 
 
-@pytest.mark.postgresql
+@pytest.mark.postgresql  # NOTIFY: MySQL has none (its wake-up is the parent's poll)
 @pytest.mark.django_db(transaction=True)
 def test_workers_are_woken_when_the_transaction_commits(listener: psycopg.Connection[Any]) -> None:
     with transaction.atomic():

@@ -1,5 +1,6 @@
 """``@task`` functions run by real ``runworkers`` processes, read back with get_result."""
 
+import signal
 from datetime import timedelta
 from typing import Any
 
@@ -200,3 +201,21 @@ def test_a_task_no_worker_knows_waits_while_the_rest_run(start_runworkers: Start
     waiting.refresh()
     known.refresh()
     assert (waiting.status, known.status) == (TaskResultStatus.READY, TaskResultStatus.SUCCESSFUL)
+
+
+def test_a_task_whose_worker_dies_fails_as_interrupted(start_runworkers: StartRunworkers) -> None:
+    result = tasks.count_to.enqueue(200)  # about ten seconds
+    runner = start_runworkers("--workers", "1", env=FAST)
+
+    def running() -> bool:
+        result.refresh()
+        return result.status == TaskResultStatus.RUNNING
+
+    wait_until(running, 30, "the task to start")
+    (child,) = wait_until(runner.children, 30, "the worker process")
+    child.send_signal(signal.SIGKILL)
+    finished(result)
+    assert result.status == TaskResultStatus.FAILED
+    (error,) = result.errors
+    assert error.exception_class is TaskInterrupted
+    assert "SIGKILL" in error.traceback, error.traceback

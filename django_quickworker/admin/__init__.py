@@ -10,7 +10,8 @@ one of WorkerJob's indexes (status, due, tag, type, queue).
 
 One module per concern: ``filters``, ``changelist`` (paginator and date hierarchy),
 ``display`` (HTML of a job's values), ``summary`` (the panel above the list), ``forms``
-(the add form), ``actions``, and one ModelAdmin per model, registered on import.
+(the add form), ``actions``, ``live`` (the JSON that redraws unfinished jobs in place), and
+one ModelAdmin per model, registered on import.
 """
 
 from django_quickworker.admin.job_admin import WorkerJobAdmin

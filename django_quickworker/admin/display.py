@@ -1,9 +1,15 @@
-"""A job's values as HTML for the list and the job page, every value escaped."""
+"""A job's values as HTML for the list and the job page, every value escaped.
+
+Where there is nothing to show, a helper returns ``EMPTY``, the one marker for a value
+that is not there (also the ModelAdmins' ``empty_value_display``).
+"""
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.contrib import admin
 from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
@@ -11,14 +17,21 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
 from django_quickworker.conf import conf
-from django_quickworker.models import Status, WorkerJob, WorkerProcess
+from django_quickworker.cron import SCHEDULE_CHANGED
+from django_quickworker.models import Backoff, Status, WorkerJob, WorkerProcess
 from django_quickworker.schedule import next_runs
 from django_quickworker.status import format_duration
+from django_quickworker.submit import CANCELLED_BY_NEW_JOB
 
+EMPTY = "—"  # the one marker for a value that is not there
 JSON_DISPLAY_LIMIT = 100_000  # characters of data or result shown on a job's page
+TAG_SHOWN = 40  # characters of a tag shown in the list
 CHAIN_LIMIT = 25  # retries shown each way from a job
 NEXT_RUNS = 3  # upcoming cron ticks shown on a job's page
 PROCESSES_SHOWN = 5  # runworkers of a job's host named on its page
+FULL_TIME = "M j, Y, H:i:s"
+SHORT_TIME = "M j, H:i:s"  # in the list, for times of this year
+REPLACED = {CANCELLED_BY_NEW_JOB, SCHEDULE_CHANGED}  # the reasons that come with a successor
 
 ALIVE = _("runworkers %(name)s alive, last heartbeat %(age)s ago")
 SILENT = _("runworkers %(name)s silent, last heartbeat %(age)s ago")
@@ -35,17 +48,46 @@ def status_badge(status: str) -> SafeString:
 
 
 def status_of(job: WorkerJob) -> SafeString:
-    """The job's badge, saying so when a running job has been asked to stop."""
-    badge = status_badge(job.status)
+    """The job's badge, its run out of those allowed, and a running job's progress.
+
+    The wrapper carries the id and status that the live updates (admin-live.js) watch.
+    """
+    badge = [status_badge(job.status)]
     if job.status == Status.RUNNING and job.cancel_requested:
-        return format_html("{} {}", badge, muted(_("stopping")))
-    return badge
+        badge.append(muted(_("stopping")))
+    details = []  # a line below the badge
+    if job.auto_reschedule_on_failure or job.attempt > 1:
+        details.append(muted(_("run %(run)s") % {"run": attempts_of(job)}))
+    progress = progress_bar(job)
+    if progress is not None:
+        details.append(progress)
+    line = format_html_join(" ", "{}", ((part,) for part in details))
+    return format_html(
+        '<span class="qw-status" data-qw-job="{}" data-qw-status="{}">{}{}</span>',
+        job.pk,
+        job.status,
+        format_html_join(" ", "{}", ((part,) for part in badge)),
+        format_html('<span class="qw-status-line">{}</span>', line) if details else "",
+    )
 
 
-def pretty_json(value: Any) -> SafeString:
+def job_of(job: WorkerJob) -> SafeString:
+    """The job's type, with its tag (shortened; whole on hover) and user below."""
+    tag = job.tag if len(job.tag) <= TAG_SHOWN else job.tag[: TAG_SHOWN - 1] + "…"
+    user = format_html(" · {}", job.user) if job.user_id is not None else ""
+    return format_html(
+        '<span class="qw-type">{}</span><span class="qw-tag" title="{}">{}{}</span>',
+        job.type,
+        job.tag,
+        tag,
+        user,
+    )
+
+
+def pretty_json(value: Any) -> SafeString | str:
     """``value`` as indented JSON in a <pre>, escaped; shortened past JSON_DISPLAY_LIMIT."""
     if value is None:
-        return muted(_("none"))
+        return EMPTY
     text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
     if len(text) > JSON_DISPLAY_LIMIT:
         note = _("… shortened: %(size)s characters in all.") % {"size": f"{len(text):,}"}
@@ -53,18 +95,39 @@ def pretty_json(value: Any) -> SafeString:
     return format_html('<pre class="qw-pre">{}</pre>', text)
 
 
-def moment(when: datetime | None) -> SafeString:
-    """A compact local time for the list ("Nov 27, 20:12:05"), the full one on hover."""
+def moment(when: datetime | None, pattern: str = FULL_TIME) -> SafeString | str:
+    """A local time to the second, in ``pattern``; with the year on hover."""
     if when is None:
-        return format_html("{}", "-")
+        return EMPTY
     local = timezone.localtime(when) if timezone.is_aware(when) else when
-    pattern = "M j, H:i:s" if local.year == timezone.localdate().year else "M j Y, H:i"
     return format_html(
         '<time datetime="{}" title="{}">{}</time>',
         when.isoformat(),
-        formats.date_format(local, "DATETIME_FORMAT"),
+        formats.date_format(local, FULL_TIME),
         formats.date_format(local, pattern),
     )
+
+
+def short_moment(when: datetime | None) -> SafeString | str:
+    """A compact time for the list: "20:12:05" today, "Nov 27, 20:12:05" this year, else
+    the whole date; the whole date and time on hover."""
+    if when is None:
+        return EMPTY
+    local = timezone.localtime(when) if timezone.is_aware(when) else when
+    today = timezone.localdate()
+    if local.date() == today:
+        return moment(when, "H:i:s")
+    return moment(when, SHORT_TIME if local.year == today.year else FULL_TIME)
+
+
+def time_field(attribute: str, label: Any) -> Callable[[Any, Any], SafeString | str]:
+    """A job page field showing the time ``attribute`` to the second (Django's own has none)."""
+
+    @admin.display(description=label)
+    def show(model_admin: Any, obj: Any) -> SafeString | str:
+        return moment(getattr(obj, attribute))
+
+    return show
 
 
 def duration_of(job: WorkerJob, now: datetime | None = None) -> timedelta | None:
@@ -80,15 +143,15 @@ def attempts_of(job: WorkerJob) -> str:
     return f"{job.attempt}/{job.max_attempts}"
 
 
-def progress_bar(job: WorkerJob) -> SafeString | str:
+def progress_bar(job: WorkerJob) -> SafeString | None:
     """A running job's progress: a bar when it reports a total, else its count and message."""
     progress = job.progress
     if job.status != Status.RUNNING or not isinstance(progress, dict):
-        return ""
+        return None
     current, total = progress.get("current"), progress.get("total")
     message = str(progress.get("message") or "")
     if not isinstance(current, int | float) or isinstance(current, bool):
-        return message
+        return format_html("{}", message) if message else None
     if isinstance(total, int | float) and not isinstance(total, bool) and total > 0:
         return format_html(
             '<progress class="qw-progress" max="{}" value="{}"></progress> {}/{} {}',
@@ -101,25 +164,19 @@ def progress_bar(job: WorkerJob) -> SafeString | str:
     return format_html('<progress class="qw-progress"></progress> {} {}', f"{current:g}", message)
 
 
-def traceback_of(job: WorkerJob) -> SafeString:
+def traceback_of(job: WorkerJob) -> SafeString | str:
     if not job.error_traceback:
-        return muted(_("none"))
+        return EMPTY
     return format_html('<pre class="qw-pre qw-traceback">{}</pre>', job.error_traceback)
 
 
 def job_link(job: WorkerJob, current: WorkerJob | None = None) -> SafeString:
-    label = format_html("#{} {} {}", job.pk, status_badge(job.status), _when(job))
+    when = job.finished or job.started or job.due  # whichever the run has got to
+    label = format_html("#{} {} {}", job.pk, status_badge(job.status), moment(when))
     if current is not None and job.pk == current.pk:
         return format_html("<strong>{}</strong> {}", label, muted(_("this")))
     url = reverse("admin:quickworker_workerjob_change", args=[job.pk])
     return format_html('<a href="{}">{}</a>', url, label)
-
-
-def _when(job: WorkerJob) -> str:
-    """When a run finished, started or is due, whichever it has got to."""
-    when = job.finished or job.started or job.due
-    local = timezone.localtime(when) if timezone.is_aware(when) else when
-    return formats.date_format(local, "DATETIME_FORMAT")
 
 
 def chain_of(job: WorkerJob) -> SafeString:
@@ -131,10 +188,49 @@ def chain_of(job: WorkerJob) -> SafeString:
     return format_html('<ol class="qw-chain">{}</ol>', items)
 
 
+def replacement_of(job: WorkerJob) -> SafeString | str:
+    """For a job cancelled because another took its tag, a link to that job."""
+    reason = job.result.get("error") if isinstance(job.result, dict) else None
+    successor = job.replacement() if reason in REPLACED else None
+    return EMPTY if successor is None else job_link(successor)
+
+
+def retry_policy_of(job: WorkerJob) -> SafeString:
+    """What happens when a run fails, in words."""
+    if not job.auto_reschedule_on_failure:
+        return format_html("{}", _("No automatic retry: a failed run stays failed."))
+    delay = format_duration(job.auto_reschedule_on_failure_delay)
+    if job.retry_backoff == Backoff.EXPONENTIAL:
+        words = _("Up to %(runs)d runs; the first retry after %(delay)s, doubling each time.")
+    else:
+        words = _("Up to %(runs)d runs, %(delay)s apart.")
+    return format_html("{}", words % {"runs": job.max_attempts, "delay": delay})
+
+
+def retention_of(job: WorkerJob) -> SafeString:
+    """How long the row is kept, in words."""
+    if job.persistent:
+        return format_html("{}", _("Persistent: kept forever, cleanup never removes it."))
+    if job.remove_at is not None:
+        return format_html("{} {}", _("Removed by cleanup after"), moment(job.remove_at))
+    if job.remove_delay is not None:
+        words = _("Kept %(delay)s after it finishes, then removed by cleanup.")
+        return format_html("{}", words % {"delay": format_duration(job.remove_delay)})
+    words = _("Kept %(succeeded)s after it succeeds, %(failed)s after it fails or is cancelled.")
+    return format_html(
+        "{}",
+        words
+        % {
+            "succeeded": format_duration(conf.retain_succeeded),
+            "failed": format_duration(conf.retain_failed),
+        },
+    )
+
+
 def worker_of(job: WorkerJob) -> SafeString | str:
     """The worker that ran the job, and whether the runworkers of its host are alive."""
     if not job.worker:
-        return ""
+        return EMPTY
     # Workers are named host:pid:slot after their own pid, not their parent's: show
     # the runworkers processes of that host.
     host = job.worker.split(":", 1)[0]
@@ -152,15 +248,14 @@ def worker_of(job: WorkerJob) -> SafeString | str:
 def next_runs_of(job: WorkerJob) -> SafeString | str:
     """A cron job's next few ticks, and the time zone its schedule is read in."""
     if not job.cron_schedule:
-        return ""
+        return EMPTY
     zone = conf.cron_time_zone
     try:
         upcoming = next_runs(job.cron_schedule, timezone.now(), zone, NEXT_RUNS)
     except (ValueError, KeyError) as error:  # a schedule written by an older version
         return format_html('<span class="qw-alert">{}</span>', str(error))
-    runs = ((formats.date_format(timezone.localtime(run), "DATETIME_FORMAT"),) for run in upcoming)
     return format_html(
         '<ul class="qw-runs">{}</ul>{}',
-        format_html_join("", "<li>{}</li>", runs),
+        format_html_join("", "<li>{}</li>", ((moment(run),) for run in upcoming)),
         muted(_("Schedule read in the %(zone)s time zone.") % {"zone": zone.key}),
     )

@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.functional import SimpleLazyObject
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
@@ -20,38 +20,57 @@ from django_quickworker.admin.filters import (
     TypeFilter,
 )
 from django_quickworker.admin.forms import SubmitJobForm
+from django_quickworker.admin.live import live_rows
 from django_quickworker.admin.summary import summary_context
-from django_quickworker.models import WorkerJob
+from django_quickworker.models import Status, WorkerJob
 from django_quickworker.registry import registry
 from django_quickworker.status import format_duration
+
+LIVE_URL_NAME = "quickworker_workerjob_live"
 
 if TYPE_CHECKING:
     from django.contrib.admin.options import _FieldsetSpec
 
-FIELDSETS: "_FieldsetSpec" = [
-    (None, {"fields": ["id", "type", "tag", "user", "queue", "priority", "status_display"]}),
-    (
-        _("Timing"),
-        {"fields": ["due", "started", "finished", "duration", "created_at", "updated_at"]},
-    ),
-    (_("Data"), {"fields": ["data_json"]}),
-    (_("Outcome"), {"fields": ["result_json", "traceback", "progress_json"]}),
-    (
-        _("Retries"),
-        {
-            "fields": [
-                "attempts",
-                "auto_reschedule_on_failure",
-                "auto_reschedule_on_failure_delay",
-                "retry_backoff",
-                "chain",
-            ]
-        },
-    ),
-    (_("Worker"), {"fields": ["worker_display", "lease_expires", "cancel_requested", "timeout"]}),
-    (_("Schedule"), {"fields": ["cron_schedule", "next_runs_display"]}),
-    (_("Retention"), {"fields": ["persistent", "remove_delay", "remove_at"]}),
-]
+
+def job_fieldsets(outcome: tuple[str, ...]) -> "_FieldsetSpec":
+    """A job's page, with the ``outcome`` fields its status calls for."""
+    return [
+        (None, {"fields": ["id", "type", "tag", "user", "queue", "priority", "status_display"]}),
+        (
+            _("Timing"),
+            {
+                "fields": [
+                    "due_time",
+                    "started_time",
+                    "finished_time",
+                    "duration",
+                    "created_time",
+                    "updated_time",
+                ]
+            },
+        ),
+        (_("Data"), {"fields": ["data_json"]}),
+        (_("Outcome"), {"fields": outcome}),
+        (_("Retries"), {"fields": ["attempts", "retry_policy", "chain"]}),
+        (
+            _("Worker"),
+            {
+                "fields": [
+                    "worker_display",
+                    "lease_time",
+                    "cancel_requested_time",
+                    "timeout_display",
+                ]
+            },
+        ),
+        (_("Schedule"), {"fields": ["cron_display", "next_runs_display"]}),
+        (_("Retention"), {"fields": ["retention"]}),
+    ]
+
+
+FIELDSETS = job_fieldsets(("result_json", "traceback", "progress_json"))
+# A cancelled job may have been replaced by a newer one of its tag: it links that job.
+CANCELLED_FIELDSETS = job_fieldsets(("result_json", "replaced_by", "traceback"))
 ADD_FIELDSETS: "_FieldsetSpec" = [
     (None, {"fields": ["type", "tag", "user", "data"]}),
     (_("When"), {"fields": ["due", "delay", "cron"]}),
@@ -61,20 +80,9 @@ ADD_FIELDSETS: "_FieldsetSpec" = [
 
 @admin.register(WorkerJob)
 class WorkerJobAdmin(admin.ModelAdmin):
-    list_display = [
-        "id",
-        "type",
-        "short_tag",
-        "user",
-        "status_display",
-        "due_at",
-        "started_at",
-        "finished_at",
-        "duration",
-        "attempts",
-        "queue",
-        "progress_bar",
-    ]
+    # Dense enough for a 1,366 px laptop beside the filters: the rest is on a job's page
+    # (queue, priority, finish time, attempt details) or behind a filter.
+    list_display = ["id", "job", "status_display", "due_at", "started_at", "duration"]
     list_display_links = ["id"]
     list_filter = ["status", TypeFilter, QueueFilter, KindFilter, FailedRecentlyFilter]
     search_fields = ["=id", "=type", "^tag"]
@@ -93,9 +101,11 @@ class WorkerJobAdmin(admin.ModelAdmin):
     change_form_template = "admin/quickworker/workerjob/change_form.html"
     fieldsets = FIELDSETS
     add_fieldsets = ADD_FIELDSETS
+    empty_value_display = display.EMPTY
 
     class Media:
         css = {"all": ["django_quickworker/admin.css"]}
+        js = ["django_quickworker/admin-live.js"]
 
     # Read-only rows: only the add form (through submit_job) and the actions write.
 
@@ -107,12 +117,15 @@ class WorkerJobAdmin(admin.ModelAdmin):
         return False  # cleanup removes rows; cancel stops jobs
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
-        return self.add_fieldsets if obj is None else self.fieldsets
+        if obj is None:
+            return self.add_fieldsets
+        return CANCELLED_FIELDSETS if obj.status == Status.CANCELLED else self.fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:
             return ()
-        return [field for _name, options in self.fieldsets for field in options["fields"]]
+        fieldsets = self.get_fieldsets(request, obj)
+        return [field for _name, options in fieldsets for field in options["fields"]]
 
     def get_form(
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
@@ -155,6 +168,13 @@ class WorkerJobAdmin(admin.ModelAdmin):
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return WorkerJobChangeList
+
+    def get_urls(self) -> list[URLPattern]:
+        live = path("live/", self.admin_site.admin_view(self.live_view), name=LIVE_URL_NAME)
+        return [live, *super().get_urls()]
+
+    def live_view(self, request: HttpRequest) -> HttpResponse:
+        return live_rows(self, request)
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
@@ -203,53 +223,61 @@ class WorkerJobAdmin(admin.ModelAdmin):
 
     # Columns and fields
 
-    @admin.display(description=_("tag"))
-    def short_tag(self, job: WorkerJob) -> str:
-        return job.tag if len(job.tag) <= 60 else job.tag[:59] + "…"
+    @admin.display(description=_("job"))
+    def job(self, job: WorkerJob) -> SafeString:
+        return display.job_of(job)
 
     @admin.display(description=_("status"))
     def status_display(self, job: WorkerJob) -> SafeString:
         return display.status_of(job)
 
     @admin.display(description=_("due"), ordering="due")
-    def due_at(self, job: WorkerJob) -> SafeString:
-        return display.moment(job.due)
+    def due_at(self, job: WorkerJob) -> SafeString | str:
+        return display.short_moment(job.due)
 
     @admin.display(description=_("started"))
-    def started_at(self, job: WorkerJob) -> SafeString:
-        return display.moment(job.started)
-
-    @admin.display(description=_("finished"))
-    def finished_at(self, job: WorkerJob) -> SafeString:
-        return display.moment(job.finished)
+    def started_at(self, job: WorkerJob) -> SafeString | str:
+        return display.short_moment(job.started)
 
     @admin.display(description=_("duration"))
     def duration(self, job: WorkerJob) -> str:
         elapsed = display.duration_of(job)
-        return "" if elapsed is None else format_duration(elapsed)
+        return display.EMPTY if elapsed is None else format_duration(elapsed)
+
+    due_time = display.time_field("due", _("due"))
+    started_time = display.time_field("started", _("started"))
+    finished_time = display.time_field("finished", _("finished"))
+    created_time = display.time_field("created_at", _("created at"))
+    updated_time = display.time_field("updated_at", _("updated at"))
+    lease_time = display.time_field("lease_expires", _("lease expires"))
+    cancel_requested_time = display.time_field("cancel_requested", _("cancel requested"))
 
     @admin.display(description=_("attempt"))
     def attempts(self, job: WorkerJob) -> str:
         return display.attempts_of(job)
 
-    @admin.display(description=_("progress"))
-    def progress_bar(self, job: WorkerJob) -> SafeString | str:
-        return display.progress_bar(job)
+    @admin.display(description=_("if a run fails"))
+    def retry_policy(self, job: WorkerJob) -> SafeString:
+        return display.retry_policy_of(job)
 
     @admin.display(description=_("data"))
-    def data_json(self, job: WorkerJob) -> SafeString:
+    def data_json(self, job: WorkerJob) -> SafeString | str:
         return display.pretty_json(job.data)
 
     @admin.display(description=_("result"))
-    def result_json(self, job: WorkerJob) -> SafeString:
+    def result_json(self, job: WorkerJob) -> SafeString | str:
         return display.pretty_json(job.result)
 
+    @admin.display(description=_("replaced by"))
+    def replaced_by(self, job: WorkerJob) -> SafeString | str:
+        return display.replacement_of(job)
+
     @admin.display(description=_("progress"))
-    def progress_json(self, job: WorkerJob) -> SafeString:
+    def progress_json(self, job: WorkerJob) -> SafeString | str:
         return display.pretty_json(job.progress)
 
     @admin.display(description=_("traceback"))
-    def traceback(self, job: WorkerJob) -> SafeString:
+    def traceback(self, job: WorkerJob) -> SafeString | str:
         return display.traceback_of(job)
 
     @admin.display(description=_("retry chain"))
@@ -260,9 +288,21 @@ class WorkerJobAdmin(admin.ModelAdmin):
     def worker_display(self, job: WorkerJob) -> SafeString | str:
         return display.worker_of(job)
 
+    @admin.display(description=_("timeout"))
+    def timeout_display(self, job: WorkerJob) -> str:
+        return display.EMPTY if job.timeout is None else format_duration(job.timeout)
+
+    @admin.display(description=_("cron schedule"))
+    def cron_display(self, job: WorkerJob) -> str:
+        return job.cron_schedule or display.EMPTY
+
     @admin.display(description=_("next runs"))
     def next_runs_display(self, job: WorkerJob) -> SafeString | str:
         return display.next_runs_of(job)
+
+    @admin.display(description=_("retention"))
+    def retention(self, job: WorkerJob) -> SafeString:
+        return display.retention_of(job)
 
 
 def action_label(action: Any) -> str:

@@ -7,13 +7,25 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from django_quickworker.admin import display
 from django_quickworker.models import WorkerProcess
 
 
 @admin.register(WorkerProcess)
 class WorkerProcessAdmin(admin.ModelAdmin):
-    list_display = ["name", "alive", "workers", "queues_display", "version", "started", "heartbeat"]
+    list_display = [
+        "name",
+        "alive",
+        "workers",
+        "queues_display",
+        "version",
+        "started_time",
+        "heartbeat_time",
+    ]
     ordering = ["-heartbeat"]
+    empty_value_display = display.EMPTY
+    started_time = display.time_field("started", _("started"))
+    heartbeat_time = display.time_field("heartbeat", _("last heartbeat"))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -57,14 +57,14 @@ NOOP_TASK_ROW = {
 STARTUP = 5.0  # seconds every worker gets to start before the jobs fall due
 
 
-def submit_noops(count: int, label: str, kind: str = "job") -> datetime:
+def submit_noops(count: int, label: str, kind: str = "job", startup: float = STARTUP) -> datetime:
     """Submit ``count`` no-op jobs, all due once the workers have had time to start.
 
     So the measurement sees every worker busy from the first claim, not the spawn and
     Django start-up of the later ones. ``kind`` "task": rows of the ``@task`` no-op, as
     its ``enqueue()`` writes them. Returns when they fall due.
     """
-    due = timezone.now() + timedelta(seconds=STARTUP)
+    due = timezone.now() + timedelta(seconds=startup)
     row = NOOP_TASK_ROW if kind == "task" else {"type": "demo.noop"}
     for start in range(0, count, CHUNK):
         batch = range(start, min(start + CHUNK, count))
@@ -94,14 +94,36 @@ def runworkers(*args: str) -> subprocess.Popen[bytes]:
     )
 
 
-def throughput(count: int, workers: int, label: str = "throughput", kind: str = "job") -> float:
-    """Drain ``count`` no-op jobs (``kind`` "task": ``@task`` no-ops) with ``runworkers``;
-    return jobs/s."""
-    submit_noops(count, label, kind)
-    rows = WorkerJob.objects.filter(tag__startswith=f"{TAG}{label}:")
+def throughput(count: int, workers: int, label: str = "throughput") -> float:
+    """Drain ``count`` no-op jobs with ``runworkers``; return jobs/s."""
+    submit_noops(count, label)
     with running_workers(workers, settle=0):
-        wait_for(lambda: not rows.exclude(status="succeeded").exists(), timeout=600)
+        wait_until_drained(label)
     return drained_rate(label, count)
+
+
+def wait_until_drained(label: str) -> None:
+    rows = WorkerJob.objects.filter(tag__startswith=f"{TAG}{label}:")
+    wait_for(lambda: not rows.exclude(status="succeeded").exists(), timeout=600)
+
+
+def noops_side_by_side(count: int, pairs: int, workers: int) -> list[dict[str, float]]:
+    """Drain batches of ``count`` ``@job`` no-ops and ``count`` ``@task`` no-ops in turn,
+    ``pairs`` times, on one warm ``runworkers``, so that both kinds meet the same load; each
+    kind goes first in every other pair. Returns the jobs/s of both kinds, per pair."""
+    rates = []
+    with running_workers(workers):
+        for pair in range(pairs):
+            rate = {}
+            for kind in ("job", "task") if pair % 2 == 0 else ("task", "job"):
+                label = f"side-{kind}-{pair}"
+                # Due once every idle worker has polled again, so that all start together.
+                submit_noops(count, label, kind, startup=1.5)
+                wait_until_drained(label)
+                rate[kind] = drained_rate(label, count)
+            rates.append(rate)
+            clear()
+    return rates
 
 
 def ceiling(count: int, workers: int) -> float:

@@ -1,6 +1,8 @@
 """The chaos run behind ``manage.py chaos``: a job mix through real ``runworkers`` processes
-on a throwaway PostgreSQL server, while children, the parent and the server are killed."""
+on a throwaway PostgreSQL or MariaDB server, while children, the parent and the server are
+killed."""
 
+import contextlib
 import json
 import os
 import random
@@ -15,6 +17,7 @@ from typing import Any
 
 import psutil
 
+from demo.mariadbserver import MariaDBServer
 from demo.pgcluster import Cluster
 
 MANAGE = Path(__file__).resolve().parent.parent / "manage.py"
@@ -36,7 +39,9 @@ class Report:
 class Chaos:
     """One run: submit, start workers, inflict faults, wait for the queue to drain, count."""
 
-    def __init__(self, cluster: Cluster, jobs: int, workers: int, child_kill_every: float) -> None:
+    def __init__(
+        self, cluster: Cluster | MariaDBServer, jobs: int, workers: int, child_kill_every: float
+    ) -> None:
         self.cluster = cluster
         self.jobs = jobs
         self.workers = workers
@@ -60,8 +65,10 @@ class Chaos:
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         try:
-            with self.cluster.connect(DATABASE) as connection:
-                return connection.execute(sql).fetchall()
+            with contextlib.closing(self.cluster.connect(DATABASE)) as connection:
+                cursor = connection.cursor()  # psycopg's and MySQLdb's alike
+                cursor.execute(sql)
+                return list(cursor.fetchall())
         except Exception:  # the server is down for a moment: the caller samples again
             return []
 

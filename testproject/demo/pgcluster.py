@@ -78,6 +78,11 @@ class Cluster:
     def url(self, database: str) -> str:
         return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
 
+    @property
+    def connection_errors(self) -> tuple[type[Exception], ...]:
+        """What connecting raises while the server is down."""
+        return (psycopg.OperationalError,)
+
     def connect(self, database: str) -> psycopg.Connection[Any]:
         return psycopg.connect(self.url(database), autocommit=True, connect_timeout=5)
 

@@ -1,18 +1,25 @@
-"""``manage.py chaos``: run a job mix through runworkers on a throwaway PostgreSQL server
-while killing workers, the parent and the server; report what was lost or run twice."""
+"""``manage.py chaos``: run a job mix through runworkers on a throwaway PostgreSQL (or
+MariaDB) server while killing workers, the parent and the server; report what was lost or
+run twice."""
 
 import dataclasses
 import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from demo.chaos import DATABASE, Chaos, Report
-from demo.pgcluster import MissingServer, throwaway_cluster
+from demo.mariadbserver import MariaDBServer, throwaway_mariadb
+from demo.pgcluster import Cluster, MissingServer, throwaway_cluster
+
+Throwaway = Callable[[str], AbstractContextManager[Cluster | MariaDBServer]]
+SERVERS: dict[str, Throwaway] = {"postgresql": throwaway_cluster, "mariadb": throwaway_mariadb}
 
 
 class Command(BaseCommand):
-    help = "Kill workers, the parent and PostgreSQL under load; count lost and repeated jobs."
+    help = "Kill workers, the parent and the server under load; count lost and repeated jobs."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--jobs", type=int, default=3000, help="(default: %(default)r)")
@@ -23,11 +30,14 @@ class Command(BaseCommand):
             default=3.0,
             help="Seconds between SIGKILLs of a random worker (default: %(default)r).",
         )
+        parser.add_argument(
+            "--server", choices=sorted(SERVERS), default="postgresql", help="(default: %(default)s)"
+        )
         parser.add_argument("--json", dest="json_path", help="Also write the report here.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            with throwaway_cluster(DATABASE) as cluster:
+            with SERVERS[options["server"]](DATABASE) as cluster:
                 report = Chaos(
                     cluster, options["jobs"], options["workers"], options["child_kill_every"]
                 ).run()
