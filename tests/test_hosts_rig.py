@@ -1,13 +1,16 @@
 """The multi-host rig, whole hosts at a time: several runworkers against one database, each a
 host of its own (its own start token), run a batch exactly once; a host killed outright loses
-its jobs to the others' rescue within a lease and a few seconds, and nothing else."""
+its jobs to the others' rescue within a lease and a few seconds, and nothing else; a rolling
+restart keeps exactly one pending row per cron job."""
 
 import os
 import signal
+import threading
 import time
 from collections import Counter
 
 import pytest
+from django.db import connection
 
 from demo.models import Execution
 from django_quickworker import submit_job, submit_jobs
@@ -76,3 +79,39 @@ def test_a_host_killed_outright_loses_its_jobs_to_the_others_within_a_lease(
     assert {retry.worker.split(":")[2] for retry in retries} == {own_worker.split(":")[2]}
     reached(own, Status.SUCCEEDED, 30)
     assert (own.attempt, own.worker) == (1, own_worker)
+
+
+CRON_TAG = "cron:removeOldWorkerJobs"  # the built-in cron job, declared by every host
+
+
+def test_a_rolling_restart_of_five_hosts_keeps_one_pending_row_per_cron_job(
+    start_runworkers: StartRunworkers,
+) -> None:
+    hosts = [start_runworkers("--workers", "1", env=SETTINGS) for _ in range(5)]
+    for host in hosts:
+        ready(host)
+    pending = WorkerJob.objects.scheduled().filter(tag=CRON_TAG)
+    wait_until(pending.exists, what="the cron job's row")
+    counts: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        try:
+            while not stop.is_set():
+                counts.append(pending.count())
+                time.sleep(0.02)
+        finally:
+            connection.close()
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        for index, host in enumerate(hosts):  # one at a time, as a deploy does
+            host.send(signal.SIGTERM)
+            assert host.wait() == 0
+            hosts[index] = start_runworkers("--workers", "1", env=SETTINGS)
+            ready(hosts[index])
+    finally:
+        stop.set()
+        sampler.join()
+    assert len(counts) > 100 and set(counts) == {1}, Counter(counts)
