@@ -19,7 +19,7 @@ from django_quickworker.models import Status, WorkerJob, WorkerProcess
 from tests.conftest import Runworkers, StartRunworkers, wait_until
 from tests.test_hosts import LEASE, SETTINGS, reached, running_job
 
-pytestmark = [pytest.mark.postgresql, pytest.mark.mysql]
+pytestmark = [pytest.mark.postgresql, pytest.mark.mysql, pytest.mark.heavy]
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 SKEW = 600  # seconds

@@ -19,7 +19,7 @@ from tests.rig import proxy_to
 from tests.test_hosts import LEASE, SETTINGS, reached, running_job
 from tests.test_hosts_clock import ready
 
-pytestmark = [pytest.mark.postgresql, pytest.mark.mysql]
+pytestmark = [pytest.mark.postgresql, pytest.mark.mysql, pytest.mark.heavy]
 
 
 def heartbeat_of(runner: Runworkers) -> object:
