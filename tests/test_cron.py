@@ -309,9 +309,10 @@ def test_five_runworkers_started_at_once_schedule_the_cleanup_once(
     def waiting_for_the_table() -> int:
         with connection.cursor() as cursor:
             if connection.vendor == "mysql":
-                cursor.execute(
-                    "SELECT count(*) FROM information_schema.INNODB_TRX "
-                    "WHERE trx_state = 'LOCK WAIT'"
+                cursor.execute(  # of this database: the server may be shared
+                    "SELECT count(*) FROM information_schema.INNODB_TRX AS t "
+                    "JOIN information_schema.PROCESSLIST AS p ON p.ID = t.trx_mysql_thread_id "
+                    "WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()"
                 )
             else:
                 cursor.execute(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.core.checks import CheckMessage
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -172,7 +173,8 @@ class Database:
 
     def convert(self, attname: str, value: Any) -> Any:
         """A column's raw value, as the ORM would give it for the field ``attname``."""
-        field, converters = _converters(self.alias)[attname]
+        # Keyed on USE_TZ too: MySQL's converters make datetimes aware only when it is on.
+        field, converters = _converters(self.alias, settings.USE_TZ)[attname]
         for converter in converters:
             value = converter(value, field.cached_col, self.connection)
         return value
@@ -183,7 +185,7 @@ class Database:
 
 
 @functools.cache
-def _converters(alias: str) -> "dict[str, tuple[Field[Any, Any], list[Any]]]":
+def _converters(alias: str, use_tz: bool) -> "dict[str, tuple[Field[Any, Any], list[Any]]]":
     # Worked out once: the ORM would redo this for every claimed row, on the hot path.
     connection = connections[alias]
     return {
