@@ -30,6 +30,9 @@ def claim_next(
     return database(router.db_for_write(WorkerJob)).claim(Claim(worker, queues, types, lease))
 
 
-def next_due(queues: Sequence[str] | None, types: Sequence[str] | None = None) -> datetime | None:
-    """When the next scheduled job of ``queues`` and ``types`` falls due (None: there is none)."""
+def next_due(
+    queues: Sequence[str] | None, types: Sequence[str] | None = None
+) -> tuple[datetime, datetime] | None:
+    """When the next scheduled job of ``queues`` and ``types`` falls due, and the database's
+    time now, by which it falls due (None: there is no such job)."""
     return database(router.db_for_write(WorkerJob)).next_due(queues, types)

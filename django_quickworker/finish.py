@@ -22,7 +22,7 @@ from django_quickworker.claim import claim_next
 from django_quickworker.conf import conf
 from django_quickworker.cron import is_declared_in_code, schedule_next_occurrence
 from django_quickworker.databases import database
-from django_quickworker.databases.base import Claim
+from django_quickworker.databases.base import Claim, Database
 from django_quickworker.models import Backoff, Status, WorkerJob, WorkerJobQuerySet
 from django_quickworker.payload import storable_text
 from django_quickworker.submit import resubmit
@@ -181,11 +181,15 @@ def release_job(job: WorkerJob) -> bool:
     return released == 1
 
 
-def renew_leases(workers: list[str], lease: timedelta) -> int:
-    """Extend the leases of the jobs these live workers are running; return how many."""
-    now = timezone.now()
-    running = WorkerJob.objects.running().filter(worker__in=workers)
-    return running.update(lease_expires=now + lease, updated_at=now)
+def renew_leases(workers: list[str], running_ids: set[int], lease: timedelta) -> set[int]:
+    """Extend the leases of the jobs these live workers are running, by the database's
+    clock; return those of ``running_ids`` (the jobs they are known to run) that are no
+    longer leased to them: rescued or ended elsewhere, so their runs must stop."""
+    ours = WorkerJob.objects.running().filter(worker__in=workers)
+    renewed = ours.update(lease_expires=_database().later(lease), updated_at=timezone.now())
+    if renewed >= len(running_ids):  # nearly always: nothing lost, and no second query
+        return set()
+    return running_ids - set(ours.filter(pk__in=running_ids).values_list("pk", flat=True))
 
 
 def removal_time(job: WorkerJob, status: str, finished: datetime) -> datetime | None:
@@ -258,6 +262,10 @@ def _retry_due(job: WorkerJob, outcome: Outcome, now: datetime) -> datetime | No
     return now + (outcome.retry_delay if outcome.retry_delay is not None else backoff(job))
 
 
+def _database() -> Database:
+    return database(router.db_for_write(WorkerJob))
+
+
 def _fenced(job: WorkerJob) -> WorkerJobQuerySet:
     # The start time tells two runs of one attempt apart: a release gives the attempt back.
     running = WorkerJob.objects.running()
@@ -294,7 +302,7 @@ def release_jobs_of(worker: str) -> int:
 
 def rescue_expired_jobs() -> int:
     """Fail (and maybe retry) running jobs whose lease ran out: their host stopped renewing."""
-    now = timezone.now()
+    now = _database().current_time()  # the hosts' clocks may disagree; the database's is one
     rescued = 0
     for job in WorkerJob.objects.running().filter(lease_expires__lt=now):
         reason = f"Worker {job.worker} stopped renewing its lease; its host is presumed dead."

@@ -1,6 +1,6 @@
 """The queue as Prometheus gauges, read from the database at scrape time: jobs per status
 and queue, how long the oldest due job of each queue has waited, running jobs whose lease
-nobody renewed, and the live ``runworkers`` parents.
+nobody renewed, the live ``runworkers`` parents, and jobs of types none of them runs.
 
 Serve them with :func:`view` (``path("metrics/", metrics.view)``), or register
 :class:`QueueCollector` with django-prometheus's registry. Needs ``prometheus_client``
@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 
 from django_quickworker.conf import conf
 from django_quickworker.models import Status, WorkerJob, WorkerJobQuerySet, WorkerProcess
-from django_quickworker.status import count_rows, oldest_due
+from django_quickworker.status import count_rows, oldest_due, unknown_types
 
 MAX_QUEUES = 100  # queues reported; past this many, the rest are left out
 
@@ -47,7 +47,16 @@ class QueueCollector(Collector):
         stale = jobs.running().filter(lease_expires__lt=now - conf.lease / 2)
         expired.add_metric([], count_rows(stale).value)
         yield expired
-        yield from runworkers_gauges(jobs.db)
+        alive = list(WorkerProcess.objects.using(jobs.db).alive().order_by("name"))
+        yield from runworkers_gauges(alive)
+        unknown = GaugeMetricFamily(
+            "quickworker_unknown_type_jobs",
+            "Scheduled jobs of a type that no live runworkers registers, by type.",
+            labels=["type"],
+        )
+        for backlog in unknown_types(jobs, alive):
+            unknown.add_metric([backlog.type], backlog.count)
+        yield unknown
 
 
 def queue_names(jobs: WorkerJobQuerySet) -> list[str]:
@@ -87,8 +96,7 @@ def oldest_due_age(jobs: WorkerJobQuerySet, queues: list[str], now: datetime) ->
     return gauge
 
 
-def runworkers_gauges(alias: str) -> Iterator[GaugeMetricFamily]:
-    alive = list(WorkerProcess.objects.using(alias).alive().order_by("name"))
+def runworkers_gauges(alive: list[WorkerProcess]) -> Iterator[GaugeMetricFamily]:
     count = GaugeMetricFamily(
         "quickworker_runworkers_alive",
         "runworkers parents that sent a heartbeat within the last lease.",
@@ -97,7 +105,7 @@ def runworkers_gauges(alias: str) -> Iterator[GaugeMetricFamily]:
     yield count
     heartbeat = GaugeMetricFamily(
         "quickworker_runworkers_heartbeat_timestamp_seconds",
-        "When each live runworkers parent (host:pid) last sent a heartbeat, as a Unix time.",
+        "When each live runworkers parent (by name) last sent a heartbeat, as a Unix time.",
         labels=["runworkers"],
     )
     for process in alive:

@@ -414,24 +414,55 @@ class Supervisor:
                         self.end_job(child, "Cancelled by an operator.", "cancelled")
 
     async def maintain_leases(self) -> None:
-        """Renew our children's leases; rescue the jobs of hosts that stopped renewing theirs."""
-        interval = conf.lease.total_seconds() / 4
-        next_cron_check = time.monotonic() + conf.lease.total_seconds()
+        """Renew our children's leases, stop the runs whose lease was lost, then rescue the
+        jobs of hosts that stopped renewing theirs.
+
+        In that order, every time: a host back from a partition or an outage renews its own
+        leases before it rescues anyone's. And after being cut off for longer than a lease,
+        it rescues nothing for one more lease: the other hosts, cut off too, may not have
+        reconnected and renewed theirs yet.
+        """
+        lease = conf.lease.total_seconds()
+        rescue_from = 0.0  # monotonic time from which this host may rescue
+        next_cron_check = time.monotonic() + lease
         while True:
             await self.in_db(processes.heartbeat)
-            self.last_heartbeat = time.monotonic()
-            workers = [child.worker for child in self.children.values()]
-            if workers:
-                await self.in_db(renew_leases, workers, conf.lease)
-            rescued = await self.in_db(rescue_expired_jobs)
-            if rescued:
-                if self.metrics:
-                    self.metrics.rescued.inc(rescued)
-                self.wake()
+            now = time.monotonic()
+            if now - self.last_heartbeat > lease:
+                logger.warning(
+                    "cut off from the database for %.1fs; rescuing no other host's jobs for "
+                    "%gs, while they reconnect",
+                    now - self.last_heartbeat,
+                    lease,
+                )
+                rescue_from = now + lease
+            self.last_heartbeat = now
+            await self.renew_our_leases()
+            if time.monotonic() >= rescue_from:
+                rescued = await self.in_db(rescue_expired_jobs)
+                if rescued:
+                    if self.metrics:
+                        self.metrics.rescued.inc(rescued)
+                    self.wake()
             if time.monotonic() >= next_cron_check:  # see ensure_cron_jobs: once per lease
                 await self.in_db(ensure_cron_jobs)
-                next_cron_check = time.monotonic() + conf.lease.total_seconds()
-            await asyncio.sleep(interval)
+                next_cron_check = time.monotonic() + lease
+            await asyncio.sleep(lease / 4)
+
+    async def renew_our_leases(self) -> None:
+        """Renew the leases of our children's jobs; end the runs whose row is no longer
+        leased to them (rescued or ended elsewhere): their outcome could not land anyway."""
+        children = list(self.children.values())
+        if not children:
+            return
+        running = {child.job_id for child in children if child.job_id is not None}
+        workers = [child.worker for child in children]
+        lost = await self.in_db(renew_leases, workers, running, conf.lease)
+        for child in list(self.children.values()):
+            # Still that job (it may have finished, or the child exited, meanwhile).
+            if child.job_id in lost and not child.ended_at:
+                reason = "Its lease was lost: another host rescued or ended the job."
+                self.end_job(child, reason, "lease_lost")
 
     @contextlib.contextmanager
     def unless_stopped_by_an_outage(self, what: str) -> Iterator[None]:

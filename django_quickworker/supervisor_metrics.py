@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 SECONDS_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, float("inf"))
 
 #: How one attempt of a job ended, as the ``outcome`` label says it.
-OUTCOMES = ("succeeded", "failed", "timed_out", "cancelled", "crashed")
+OUTCOMES = ("succeeded", "failed", "timed_out", "cancelled", "lease_lost", "crashed")
 
 
 @dataclass
@@ -54,7 +54,7 @@ class SupervisorMetrics:
         self.finished = Counter(
             "quickworker_jobs",
             "Job attempts ended, by type, queue and outcome "
-            "(succeeded, failed, timed_out, cancelled, crashed).",
+            "(succeeded, failed, timed_out, cancelled, lease_lost, crashed).",
             [*labels, "outcome"],
             registry=self.registry,
         )
@@ -99,7 +99,8 @@ class SupervisorMetrics:
         self._end(slot, "succeeded" if success else "failed")
 
     def job_ending(self, slot: int, outcome: str) -> None:
-        """The parent is ending the job of ``slot`` (``timed_out`` or ``cancelled``)."""
+        """The parent is ending the job of ``slot`` (``timed_out``, ``cancelled``,
+        ``lease_lost``)."""
         if slot in self.running:
             self.running[slot].ended_as = outcome
 

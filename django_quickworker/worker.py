@@ -19,7 +19,6 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 from django.db import connections
-from django.utils import timezone
 
 from django_quickworker.claim import claim_next, next_due
 from django_quickworker.conf import conf
@@ -265,7 +264,8 @@ class Worker:
         next_due = retry_on_db_error(self.next_due, "look ahead", self.should_stop)
         if next_due is None:
             return conf.poll_interval
-        until_due = (next_due - timezone.now()).total_seconds()
+        due, now = next_due  # by the database's clock: this host's may be off
+        until_due = (due - now).total_seconds()
         return max(0.0, min(conf.poll_interval, until_due))
 
     def next_due(self) -> Any:

@@ -426,9 +426,11 @@ def test_renew_leases_extends_only_the_given_workers_running_jobs() -> None:
     done = run("done", worker="A")
     finish_job(done, Outcome(True))
     waiting = submit_job(tag="waiting", type="demo.add", queue="waiting")
-    before = timezone.now()
+    before = timezone.now() - timedelta(
+        milliseconds=1
+    )  # by the database's clock: SQLite's counts ms
 
-    assert renew_leases(["A", "B"], timedelta(minutes=10)) == 2
+    assert renew_leases(["A", "B"], {a.pk, b.pk}, timedelta(minutes=10)) == set()
 
     after = timezone.now()
     for job in (a, b):
@@ -440,8 +442,16 @@ def test_renew_leases_extends_only_the_given_workers_running_jobs() -> None:
     assert stored(c).lease_expires == c.lease_expires
     assert (stored(done).status, stored(done).lease_expires) == (Status.SUCCEEDED, None)
     assert (stored(waiting).status, stored(waiting).lease_expires) == (Status.SCHEDULED, None)
-    assert renew_leases([], timedelta(minutes=10)) == 0
-    assert renew_leases(["nobody"], timedelta(minutes=10)) == 0
+    assert renew_leases([], set(), timedelta(minutes=10)) == set()
+    assert renew_leases(["nobody"], set(), timedelta(minutes=10)) == set()
+
+
+def test_renew_leases_names_the_known_runs_no_longer_leased_to_their_workers() -> None:
+    kept, rescued = run("kept", worker="A"), run("rescued", worker="B")
+    WorkerJob.objects.filter(pk=rescued.pk).update(worker="elsewhere")  # its row moved on
+
+    assert renew_leases(["A", "B"], {kept.pk, rescued.pk}, LEASE) == {rescued.pk}
+    assert stored(rescued).lease_expires == rescued.lease_expires  # not renewed for B
 
 
 def expire(job: WorkerJob) -> None:
@@ -484,7 +494,7 @@ def test_rescue_spares_a_job_whose_lease_was_renewed_meanwhile() -> None:
     class RenewOnRescue(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             if not renewals:
-                renewals.append(renew_leases(["slow:1:0"], LEASE))
+                renewals.append(len(renew_leases(["slow:1:0"], {job.pk}, LEASE)))
 
     handler = RenewOnRescue(logging.WARNING)
     finish_logger = logging.getLogger("django_quickworker.finish")
@@ -496,7 +506,7 @@ def test_rescue_spares_a_job_whose_lease_was_renewed_meanwhile() -> None:
 
     assert renewals, "the rescue logged no warning to make the renewal from"
     row = stored(job)
-    if renewals == [1]:  # the renewal found the job still running: its host is alive
+    if renewals == [0]:  # the renewal lost nothing, found the job running: its host is alive
         assert row.status == Status.RUNNING, "a job whose lease had just been renewed was failed"
         assert row.lease_expires is not None and row.lease_expires > timezone.now()
     else:  # the rescue had already landed; the late renewal changed nothing

@@ -161,13 +161,16 @@ def test_the_view_reads_the_queue_from_the_database(client: Client) -> None:
         worker="gone:1:0",
         lease_expires=now - timedelta(hours=1),
     )
-    WorkerProcess.objects.create(name="host:42", workers=2, version="0", started=now, heartbeat=now)
+    WorkerProcess.objects.create(
+        name="host:42", workers=2, version="0", started=now, heartbeat=now, types=["demo.add"]
+    )
+    submit_job(tag="v:4", type="demo.fail", queue="mail")  # a type host:42 does not run
     response = client.get("/metrics/")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain; version=")
     text = response.content.decode()
     scraped = samples(text)
-    assert value(scraped, "quickworker_queue_jobs", queue="mail", status="scheduled") == 2
+    assert value(scraped, "quickworker_queue_jobs", queue="mail", status="scheduled") == 3
     assert value(scraped, "quickworker_queue_jobs", queue="default", status="running") == 1
     assert value(scraped, "quickworker_queue_jobs", queue="default", status="scheduled") == 0
     age = value(scraped, "quickworker_queue_oldest_due_age_seconds", queue="mail")
@@ -177,6 +180,8 @@ def test_the_view_reads_the_queue_from_the_database(client: Client) -> None:
     assert value(scraped, "quickworker_runworkers_alive") == 1
     heartbeat = "quickworker_runworkers_heartbeat_timestamp_seconds"
     assert value(scraped, heartbeat, runworkers="host:42") == pytest.approx(now.timestamp())
+    assert value(scraped, "quickworker_unknown_type_jobs", type="demo.fail") == 1
+    assert ("quickworker_unknown_type_jobs", (("type", "demo.add"),)) not in scraped
     assert families(text) == documented("view")
 
 

@@ -10,7 +10,8 @@ from django.conf import settings
 from django.core.checks import CheckMessage
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Field, QuerySet
+from django.db.models import DateTimeField, Field, QuerySet
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from django_quickworker.models import Status, WorkerJob
@@ -62,27 +63,59 @@ class Database:
 
     def next_due(
         self, queues: Sequence[str] | None, types: Sequence[str] | None
-    ) -> datetime | None:
-        """When the next scheduled job of ``queues`` and ``types`` falls due (None: none)."""
+    ) -> tuple[datetime, datetime] | None:
+        """When the next scheduled job of ``queues`` and ``types`` falls due, and the
+        database's time now (None: there is no such job)."""
         filters, params = self.claim_filters(queues, types)
         # Over the claimable index's rows: the status is written in, as for the claim.
         scheduled = f"status = '{Status.SCHEDULED}'"
-        sql = f"SELECT MIN(due) AS due FROM {self.table} WHERE {scheduled} {filters}"
+        sql = (
+            f"SELECT MIN(due) AS due, {self.now_sql()} AS now FROM {self.table} "
+            f"WHERE {scheduled} {filters}"
+        )
         (row,) = self.fetch_rows(sql, params)
-        due: datetime | None = self.convert("due", row["due"])
-        return due
+        if row["due"] is None:
+            return None
+        return self.convert("due", row["due"]), self.convert("due", row["now"])
 
-    def claimable(self, claim: Claim, now: datetime, columns: str) -> tuple[str, list[object]]:
+    # The database's clock: the one clock that every host shares. Leases, due times and
+    # heartbeats are compared with it, never with a host's own (see docs/many-hosts.rst).
+    # Its SQL is written for statements run with parameters, a literal % doubled.
+
+    def now_sql(self) -> str:
+        """SQL for the database's time now, in the form its datetime columns store."""
+        raise NotImplementedError
+
+    def later_sql(self, seconds: float) -> tuple[str, list[object]]:
+        """SQL (and parameters) for the database's time ``seconds`` from now."""
+        raise NotImplementedError
+
+    def now(self) -> RawSQL:
+        """The database's time now, for the ORM."""
+        return RawSQL(self.now_sql(), [], output_field=DateTimeField())
+
+    def later(self, duration: timedelta) -> RawSQL:
+        """The database's time ``duration`` from now, for the ORM."""
+        sql, params = self.later_sql(duration.total_seconds())
+        return RawSQL(sql, params, output_field=DateTimeField())
+
+    def current_time(self) -> datetime:
+        """The database's time now, read from it (one round trip)."""
+        (row,) = self.fetch_rows(f"SELECT {self.now_sql()} AS now", [])
+        now: datetime = self.convert("due", row["now"])
+        return now
+
+    def claimable(self, claim: Claim, columns: str) -> tuple[str, list[object]]:
         """The SELECT of ``columns`` of the next job ``claim`` may take, locked if need be."""
         filters, params = self.claim_filters(claim.queues, claim.types)
         # The status is written into the SQL, not bound: SQLite uses a partial index (here
         # the claimable one) only when the query's WHERE visibly implies the index's condition.
         sql = (
             f"SELECT {columns} FROM {self.table} {self.claim_index_hint} "
-            f"WHERE status = '{Status.SCHEDULED}' AND due <= %s {filters} "
+            f"WHERE status = '{Status.SCHEDULED}' AND due <= {self.now_sql()} {filters} "
             f"ORDER BY priority DESC, due, id LIMIT 1 {self.claim_lock}"
         )
-        return sql, [self.db_time(now), *params]
+        return sql, params
 
     claim_index_hint: ClassVar[str] = ""  # how the claim names the claimable index, if it must
     claim_lock: ClassVar[str] = "FOR UPDATE SKIP LOCKED"  # how it locks the row it picks
@@ -105,14 +138,21 @@ class Database:
             return "1 = 0", []
         return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
 
-    def claim_assignments(self, claim: Claim, now: datetime) -> tuple[str, list[object]]:
-        """The SET clause (and parameters) that marks a row as claimed by ``claim``."""
+    def claim_assignments(
+        self, claim: Claim, now: datetime, lease_expires: tuple[str, list[object]]
+    ) -> tuple[str, list[object]]:
+        """The SET clause (and parameters) that marks a row as claimed by ``claim``.
+
+        ``lease_expires`` (SQL and parameters) is on the database's clock, which the rescues
+        of other hosts read; ``started`` (the fence, and for display) is the host's ``now``.
+        """
+        lease_sql, lease_params = lease_expires
         sql = (
             f"status = '{Status.RUNNING}', started = %s, worker = %s, attempt = attempt + 1, "
-            "lease_expires = %s, updated_at = %s"
+            f"lease_expires = {lease_sql}, updated_at = %s"
         )
         now_param = self.db_time(now)
-        return sql, [now_param, claim.worker, self.db_time(now + claim.lease), now_param]
+        return sql, [now_param, claim.worker, *lease_params, now_param]
 
     def fenced_finish(
         self, job: WorkerJob, changes: dict[str, Any], now: datetime
@@ -173,7 +213,6 @@ class Database:
 
     def convert(self, attname: str, value: Any) -> Any:
         """A column's raw value, as the ORM would give it for the field ``attname``."""
-        # Keyed on USE_TZ too: MySQL's converters make datetimes aware only when it is on.
         field, converters = _converters(self.alias, settings.USE_TZ)[attname]
         for converter in converters:
             value = converter(value, field.cached_col, self.connection)
@@ -186,7 +225,8 @@ class Database:
 
 @functools.cache
 def _converters(alias: str, use_tz: bool) -> "dict[str, tuple[Field[Any, Any], list[Any]]]":
-    # Worked out once: the ORM would redo this for every claimed row, on the hot path.
+    # Worked out once: the ORM would redo this for every claimed row, on the hot path. Per
+    # USE_TZ too: MySQL's backend adds its datetime converter only when USE_TZ is on.
     connection = connections[alias]
     return {
         field.attname: (
@@ -208,7 +248,8 @@ class ReturningClaim(Database):
 
     def claim_statement(self, claim: Claim, now: datetime) -> tuple[str, list[object]]:
         """The UPDATE that claims the next due job (without its RETURNING clause)."""
-        assignments, assignment_params = self.claim_assignments(claim, now)
-        select, select_params = self.claimable(claim, now, "id")
+        lease_expires = self.later_sql(claim.lease.total_seconds())
+        assignments, assignment_params = self.claim_assignments(claim, now, lease_expires)
+        select, select_params = self.claimable(claim, "id")
         sql = f"UPDATE {self.table} SET {assignments} WHERE id = ({select})"
         return sql, [*assignment_params, *select_params]

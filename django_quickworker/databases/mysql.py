@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
+from django.conf import settings
 from django.core.checks import CheckMessage, Error
 from django.db import DatabaseError, OperationalError
 from django.db.backends.mysql.base import DatabaseWrapper as MySQLWrapper
@@ -45,6 +46,14 @@ class MySQL(Database):
     # every row it reads, leaving the other claimers nothing.
     claim_index_hint = f"FORCE INDEX ({CLAIMABLE_INDEX})"
 
+    def now_sql(self) -> str:
+        # Django stores naive UTC with USE_TZ (local time otherwise), whatever the session's
+        # time zone, which CURRENT_TIMESTAMP would follow.
+        return "UTC_TIMESTAMP(6)" if settings.USE_TZ else "NOW(6)"
+
+    def later_sql(self, seconds: float) -> tuple[str, list[object]]:
+        return f"{self.now_sql()} + INTERVAL %s MICROSECOND", [round(seconds * 1_000_000)]
+
     def claim(self, claim: Claim) -> WorkerJob | None:
         return self.retrying(lambda: self.in_transaction(lambda: self.claim_now(claim)))
 
@@ -64,12 +73,16 @@ class MySQL(Database):
         """Lock the next claimable row, skipping locked ones, and mark it claimed; in the
         current transaction, which keeps the row locked until it commits."""
         now = now or timezone.now()
-        select, select_params = self.claimable(claim, now, "*")
-        rows = self.fetch_rows(select, select_params)
+        # The lease's end is read with the row, so that the job returned carries the value
+        # written (there is no RETURNING).
+        lease_sql, lease_params = self.later_sql(claim.lease.total_seconds())
+        select, select_params = self.claimable(claim, f"*, {lease_sql} AS lease_until")
+        rows = self.fetch_rows(select, [*lease_params, *select_params])
         if not rows:
             return None
+        lease_until = rows[0].pop("lease_until")
         job = self.row_to_job(rows[0])
-        assignments, params = self.claim_assignments(claim, now)
+        assignments, params = self.claim_assignments(claim, now, ("%s", [lease_until]))
         with self.connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {self.table} SET {assignments} WHERE id = %s", [*params, job.pk]
@@ -78,7 +91,7 @@ class MySQL(Database):
         job.started = job.updated_at = now
         job.worker = claim.worker
         job.attempt += 1
-        job.lease_expires = now + claim.lease
+        job.lease_expires = self.convert("lease_expires", lease_until)
         return job
 
     def in_transaction(self, statements: Callable[[], T]) -> T:

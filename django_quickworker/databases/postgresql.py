@@ -25,6 +25,12 @@ class PostgreSQL(ReturningClaim):
     vendor = "postgresql"
     finishes_and_claims_at_once = True
 
+    def now_sql(self) -> str:
+        return "statement_timestamp()"  # CURRENT_TIMESTAMP stands still in a transaction
+
+    def later_sql(self, seconds: float) -> tuple[str, list[object]]:
+        return "statement_timestamp() + %s * interval '1 second'", [seconds]
+
     def one_of(self, column: str, values: Sequence[str]) -> tuple[str, list[object]]:
         # One array parameter: the statement's text stays the same for any number of values.
         return f"{column} = ANY(%s)", [list(values)]

@@ -2,6 +2,7 @@
 
 from collections.abc import Sequence
 
+from django.conf import settings
 from django.core.checks import CheckMessage, Warning
 
 from django_quickworker.databases.base import ReturningClaim
@@ -14,6 +15,18 @@ class SQLite(ReturningClaim):
     # that is already in claim order; name it.
     claim_index_hint = f"INDEXED BY {CLAIMABLE_INDEX}"
     claim_lock = ""  # the write lock, taken at BEGIN IMMEDIATE, serializes claimers
+
+    def now_sql(self) -> str:
+        # SQLite's clock counts milliseconds: rounded up, so that a job due at a moment
+        # written in microseconds (by this host, just now) is due once that moment passed.
+        sql, params = self.later_sql(0.001)
+        return sql.replace("%s", f"'{params[0]}'")
+
+    def later_sql(self, seconds: float) -> tuple[str, list[object]]:
+        # Django stores datetimes as text, 'YYYY-MM-DD HH:MM:SS[.ffffff]' (UTC with USE_TZ,
+        # else local time); this gives milliseconds, which compare as text in time order.
+        zone = "" if settings.USE_TZ else ", 'localtime'"
+        return f"strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now', %s{zone})", [f"{seconds:+f} seconds"]
 
     def lock_tags(self, tags: list[str]) -> None:
         """Nothing to do: SQLite's single write lock, taken from the transaction's start with
