@@ -193,7 +193,7 @@ class WorkerJob(models.Model):
     max_attempts = models.PositiveIntegerField(_("max attempts"), default=1)
     timeout = models.DurationField(_("timeout"), null=True, blank=True)
     worker = models.CharField(
-        _("worker"), max_length=255, blank=True, default="", help_text=_("host:pid:slot")
+        _("worker"), max_length=255, blank=True, default="", help_text=_("host:pid:token:slot")
     )
     lease_expires = models.DateTimeField(_("lease expires"), null=True, blank=True)
     cancel_requested = models.DateTimeField(
@@ -223,7 +223,7 @@ class WorkerJob(models.Model):
         related_name="rescheduled_as",
     )
     persistent = models.BooleanField(
-        _("persistent"), default=False, help_text=_("Never removed by cleanup.")
+        _("persistent"), default=False, help_text=_("Kept forever: cleanup never removes it.")
     )
     remove_delay = models.DurationField(
         _("remove delay"),
@@ -323,7 +323,7 @@ class WorkerProcessQuerySet(models.QuerySet["WorkerProcess"]):
 class WorkerProcess(models.Model):
     """A running ``runworkers`` parent, so operators can see who serves the queue."""
 
-    name = models.CharField(_("name"), max_length=255, unique=True, help_text=_("host:pid"))
+    name = models.CharField(_("name"), max_length=255, unique=True, help_text=_("host:pid:token"))
     workers = models.PositiveIntegerField(_("workers"))
     queues = models.CharField(_("queues"), max_length=1000, blank=True, help_text=_("Empty: all."))
     version = models.CharField(_("version"), max_length=50)

@@ -334,13 +334,16 @@ def test_a_job_page_shows_the_retry_chain_both_ways(admin_client: Client) -> Non
 
 
 def test_a_job_page_shows_its_worker(admin_client: Client) -> None:
-    live_process("host:1")
-    job = make_row(Status.RUNNING, worker="host:1:3")
+    live_process("host:1:0badcafe")
+    live_process("host:2:feedf00d")  # the same host's other runworkers is not this job's
+    job = make_row(Status.RUNNING, worker="host:7:0badcafe:3")
     page = admin_client.get(page_of(job)).content.decode()
-    assert "<code>host:1:3</code>" in page
-    assert "runworkers host:1 alive, last heartbeat" in page
-    gone = make_row(Status.FAILED, worker="elsewhere:9:0")
-    assert "no runworkers on elsewhere now" in admin_client.get(page_of(gone)).content.decode()
+    assert "<code>host:7:0badcafe:3</code>" in page
+    assert "runworkers host:1:0badcafe alive, last heartbeat" in page
+    assert "host:2:feedf00d" not in page
+    gone = make_row(Status.FAILED, worker="elsewhere:9:12345678:0")
+    page = admin_client.get(page_of(gone)).content.decode()
+    assert "its runworkers on elsewhere has gone" in page
 
 
 def test_a_cron_job_page_shows_the_next_three_runs(admin_client: Client) -> None:

@@ -28,7 +28,6 @@ JSON_DISPLAY_LIMIT = 100_000  # characters of data or result shown on a job's pa
 TAG_SHOWN = 40  # characters of a tag shown in the list
 CHAIN_LIMIT = 25  # retries shown each way from a job
 NEXT_RUNS = 3  # upcoming cron ticks shown on a job's page
-PROCESSES_SHOWN = 5  # runworkers of a job's host named on its page
 FULL_TIME = "M j, Y, H:i:s"
 SHORT_TIME = "M j, H:i:s"  # in the list, for times of this year
 REPLACED = {CANCELLED_BY_NEW_JOB, SCHEDULE_CHANGED}  # the reasons that come with a successor
@@ -228,20 +227,22 @@ def retention_of(job: WorkerJob) -> SafeString:
 
 
 def worker_of(job: WorkerJob) -> SafeString | str:
-    """The worker that ran the job, and whether the runworkers of its host are alive."""
+    """The worker that ran the job, and whether the runworkers it belongs to is alive."""
     if not job.worker:
         return EMPTY
-    # Workers are named host:pid:slot after their own pid, not their parent's: show
-    # the runworkers processes of that host.
-    host = job.worker.split(":", 1)[0]
+    # Workers are named host:pid:token:slot, and their runworkers host:pid:token after its
+    # own pid: the token, drawn at each start, names that runworkers alone.
+    parts = job.worker.split(":")
+    if len(parts) != 4:  # not a name runworkers gave: nothing to look up
+        return format_html("<code>{}</code>", job.worker)
+    host, _pid, token, _slot = parts
     now = timezone.now()
-    processes = WorkerProcess.objects.filter(name__startswith=f"{host}:").order_by("name")
-    notes = [
-        str(ALIVE if process.is_alive(now) else SILENT)
-        % {"name": process.name, "age": format_duration(now - process.heartbeat)}
-        for process in processes[:PROCESSES_SHOWN]
-    ]
-    note = "; ".join(notes) or str(_("no runworkers on %(host)s now")) % {"host": host}
+    process = WorkerProcess.objects.filter(name__endswith=f":{token}").first()
+    if process is None:
+        note = str(_("its runworkers on %(host)s has gone")) % {"host": host}
+    else:
+        state = ALIVE if process.is_alive(now) else SILENT
+        note = str(state) % {"name": process.name, "age": format_duration(now - process.heartbeat)}
     return format_html("<code>{}</code> {}", job.worker, muted(f"({note})"))
 
 
