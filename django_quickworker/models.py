@@ -314,8 +314,10 @@ class WorkerJob(models.Model):
 
 class WorkerProcessQuerySet(models.QuerySet["WorkerProcess"]):
     def alive(self) -> "WorkerProcessQuerySet":
-        """Processes that sent a heartbeat within the last lease."""
-        return self.filter(heartbeat__gte=alive_since(timezone.now()))
+        """Processes that sent a heartbeat within the last lease, by the database's clock."""
+        from django_quickworker.databases import database  # its modules import this one
+
+        return self.filter(heartbeat__gte=alive_since(database(self.db).current_time()))
 
 
 class WorkerProcess(models.Model):

@@ -6,9 +6,10 @@ import secrets
 import socket
 from datetime import timedelta
 
-from django.utils import timezone
+from django.db import router
 
 from django_quickworker import __version__
+from django_quickworker.databases import database
 from django_quickworker.models import WorkerProcess
 from django_quickworker.registry import registry
 
@@ -27,7 +28,7 @@ STALE_AFTER = timedelta(days=1)  # rows of runworkers killed without a goodbye a
 
 
 def register(workers: int, queues: list[str] | None) -> None:
-    now = timezone.now()
+    now = database(router.db_for_write(WorkerProcess)).current_time()  # heartbeats: see below
     WorkerProcess.objects.filter(heartbeat__lt=now - STALE_AFTER).delete()
     WorkerProcess.objects.update_or_create(
         name=process_name(),
@@ -66,7 +67,9 @@ def cron_schedules() -> dict[str, str]:
 
 
 def heartbeat() -> None:
-    WorkerProcess.objects.filter(name=process_name()).update(heartbeat=timezone.now())
+    """Write the time on the database's clock: liveness is judged by it, on every host."""
+    now = database(router.db_for_write(WorkerProcess)).now()
+    WorkerProcess.objects.filter(name=process_name()).update(heartbeat=now)
 
 
 def unregister() -> None:

@@ -225,8 +225,9 @@ def _moment(moment: datetime) -> str:
 
 def summarize(*, max_latency: timedelta = MAX_LATENCY, now: datetime | None = None) -> Summary:
     """Read the queue's health: counts, latency, recent failures, stuck jobs, live workers."""
-    now = now or timezone.now()
-    jobs = WorkerJob.objects.using(router.db_for_read(WorkerJob))
+    alias = router.db_for_read(WorkerJob)
+    now = now or database(alias).current_time()  # leases run on the database's clock
+    jobs = WorkerJob.objects.using(alias)
     due = jobs.due(now)
     # A lease renewed by a live worker never runs out, and every runworkers rescues expired
     # ones each quarter lease: one that ran out half a lease ago was left behind.

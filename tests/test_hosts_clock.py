@@ -1,0 +1,99 @@
+"""Hosts whose clocks are off by ten minutes, made with Debian's faketime (libfaketime).
+
+Leases and due times are compared with the database server's clock, so a runworkers whose
+own clock is fast neither rescues the live jobs of others nor runs delayed jobs early, and one
+whose clock is slow still runs due jobs on time and keeps its jobs' leases. On SQLite the
+database's clock is the host's own (it runs in the process), so these run on server databases.
+"""
+
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from demo.models import Execution
+from django_quickworker import submit_job
+from django_quickworker.models import Status, WorkerJob, WorkerProcess
+from tests.conftest import Runworkers, StartRunworkers, wait_until
+from tests.test_hosts import LEASE, SETTINGS, reached, running_job
+
+pytestmark = [pytest.mark.postgresql, pytest.mark.mysql]
+
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+SKEW = 600  # seconds
+
+
+def skewed(seconds: int) -> dict[str, str]:
+    """The environment of a runworkers whose clock is ``seconds`` off (its children's too)."""
+    if not LIBFAKETIME.exists():
+        pytest.fail(f"{LIBFAKETIME} is missing: install Debian's faketime package.")
+    return {
+        **SETTINGS,
+        "LD_PRELOAD": str(LIBFAKETIME),
+        "FAKETIME": f"{seconds:+d}s",
+        # Monotonic time is shifted too (libfaketime's sleeps fail with EINVAL otherwise),
+        # by the same constant: the supervisor's timers stay true.
+        "FAKETIME_FORCE_MONOTONIC_FIX": "1",
+    }
+
+
+def ready(runner: Runworkers) -> None:
+    wait_until(
+        lambda: WorkerProcess.objects.filter(name__contains=f":{runner.process.pid}:").exists(),
+        what="runworkers to start",
+    )
+
+
+def host_clock_offset(job: WorkerJob) -> float:
+    """How far the clock of the host that ran ``job`` was off: it wrote ``started`` by its
+    own clock, within seconds of ``due`` by the true one (the tests check that too)."""
+    assert job.started is not None
+    return (job.started - job.due).total_seconds()
+
+
+def test_a_fast_host_rescues_no_live_job_and_runs_no_delayed_job_early(
+    start_runworkers: StartRunworkers,
+) -> None:
+    start_runworkers("--workers", "1", "--queues", "true", env=SETTINGS)
+    fast = start_runworkers("--workers", "1", "--queues", "fast", env=skewed(SKEW))
+    ready(fast)
+    live = running_job("true", 2 * LEASE)  # outlives its lease twice: renewed by its host
+    live_worker = live.worker
+    delay = 3.0
+    delayed = submit_job(tag="delayed", type="demo.record", queue="fast", delay=delay)
+
+    while timezone.now() < delayed.due - timedelta(seconds=0.3):
+        delayed.refresh_from_db()
+        assert delayed.status == Status.SCHEDULED, "the fast host ran a delayed job early"
+        time.sleep(0.05)
+    reached(delayed, Status.SUCCEEDED, delay + 10)
+    assert host_clock_offset(delayed) > SKEW - 60  # the fast host did run it, 10 minutes fast
+
+    reached(live, Status.SUCCEEDED, 60)
+    assert (live.attempt, live.worker) == (1, live_worker)
+    assert Execution.objects.filter(job_id=live.pk).count() == 1
+    assert "rescued" not in fast.output
+
+
+def test_a_slow_host_runs_due_jobs_on_time_and_keeps_its_leases(
+    start_runworkers: StartRunworkers,
+) -> None:
+    start_runworkers("--workers", "1", "--queues", "true", env=SETTINGS)
+    slow = start_runworkers("--workers", "2", "--queues", "slow", env=skewed(-SKEW))
+    ready(slow)
+    submitted = time.monotonic()
+    due_now = submit_job(tag="now", type="demo.record", queue="slow", data={"seconds": 2 * LEASE})
+    reached(due_now, Status.RUNNING, 10)
+    assert time.monotonic() - submitted < 5
+    assert host_clock_offset(due_now) < -(SKEW - 60)  # the slow host runs it, 10 minutes slow
+
+    delayed = submit_job(tag="soon", type="demo.record", queue="slow", delay=2)
+    reached(delayed, Status.SUCCEEDED, 10)
+    assert timezone.now() - delayed.due < timedelta(seconds=5)  # on time by the true clock
+    # Its lease, on the database's clock, is renewed by the slow host and not rescued by the
+    # true one, however far in the past the slow host's own clock puts it.
+    reached(due_now, Status.SUCCEEDED, 60)
+    assert due_now.attempt == 1
+    assert Execution.objects.filter(job_id=due_now.pk).count() == 1
