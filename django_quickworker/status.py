@@ -13,7 +13,6 @@ from typing import Any
 
 from django.db import router
 from django.db.models import Count, Min, QuerySet
-from django.utils import timezone
 
 from django_quickworker import processes
 from django_quickworker.conf import conf
