@@ -3,6 +3,10 @@
 Tests marked ``postgresql``, ``mysql`` or ``sqlite`` exercise one database's own mechanism
 (advisory locks, NOTIFY, lock rows, SQLite's write lock); they run in the tox envs of the
 databases they are marked for and are deselected, with a line saying so, in the others.
+
+Tests marked ``heavy`` are long end-to-end runs (several runworkers trees, outages, big
+tables). They run wherever ``LEAN_SUITE`` is not ``1``, as in a plain ``pytest``; tox sets it in
+every env but the ``dj61`` ones, so CI runs each of them once per database and stays short.
 """
 
 import contextlib
@@ -34,6 +38,7 @@ T = TypeVar("T")
 def pytest_configure(config: pytest.Config) -> None:
     for vendor in sorted(VENDOR_MARKERS):
         config.addinivalue_line("markers", f"{vendor}: runs only when the database is {vendor}")
+    config.addinivalue_line("markers", "heavy: a long end-to-end test, left out where LEAN_SUITE=1")
     # The tests' subprocesses (runworkers, manage.py) import the package the tests import,
     # whatever PYTHONPATH the run started with and whether or not a copy is installed:
     # otherwise runworkers dies at start (or runs other code) and jobs just stay scheduled.
@@ -48,6 +53,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=other)
         items[:] = [item for item in items if item not in other]
         print(f"\n{len(other)} tests for other databases deselected (this run is on {vendor}).")
+    if os.environ.get("LEAN_SUITE") == "1":
+        heavy = [item for item in items if item.get_closest_marker("heavy")]
+        config.hook.pytest_deselected(items=heavy)
+        items[:] = [item for item in items if item not in heavy]
+        print(f"\n{len(heavy)} heavy tests deselected (LEAN_SUITE=1; tox runs them in dj61 envs).")
 
 
 def _vendors_of(item: pytest.Item) -> set[str]:

@@ -104,6 +104,7 @@ def batch_sizes(queries: CaptureQueriesContext) -> list[int]:
     return sizes
 
 
+@pytest.mark.heavy
 @pytest.mark.django_db
 def test_two_hundred_thousand_old_rows_are_deleted_in_batches_and_nothing_else() -> None:
     old = make_row("old", Status.SUCCEEDED, remove_in=-timedelta(days=1))

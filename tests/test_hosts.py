@@ -12,6 +12,7 @@ import signal
 import socket
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from demo.models import Execution
@@ -19,6 +20,8 @@ from django_quickworker import processes, submit_job
 from django_quickworker.models import Status, WorkerJob, WorkerProcess
 from django_quickworker.worker import worker_id
 from tests.conftest import Runworkers, StartRunworkers, wait_until
+
+pytestmark = pytest.mark.heavy  # several runworkers, outages: see conftest
 
 LEASE = 3.0  # seconds: rescue and renewal within a few seconds
 SETTINGS = {"QUICKWORKER": json.dumps({"LEASE": LEASE, "POLL_INTERVAL": 0.1})}

@@ -19,7 +19,7 @@ from django_quickworker.models import Status, WorkerJob, WorkerProcess
 from tests.conftest import Runworkers, StartRunworkers, wait_until
 from tests.test_hosts import LEASE, SETTINGS, reached, running_job
 
-pytestmark = [pytest.mark.postgresql, pytest.mark.mysql]
+pytestmark = [pytest.mark.postgresql, pytest.mark.mysql, pytest.mark.heavy]
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 SKEW = 600  # seconds
@@ -85,13 +85,16 @@ def test_a_slow_host_runs_due_jobs_on_time_and_keeps_its_leases(
     ready(slow)
     submitted = time.monotonic()
     due_now = submit_job(tag="now", type="demo.record", queue="slow", data={"seconds": 2 * LEASE})
-    reached(due_now, Status.RUNNING, 10)
-    assert time.monotonic() - submitted < 5
+    # On time means seconds, not the 10 minutes the slow clock would make it; the bound is
+    # generous because the machine running the suite may be busy.
+    on_time = SKEW / 10
+    reached(due_now, Status.RUNNING, on_time)
+    assert time.monotonic() - submitted < on_time
     assert host_clock_offset(due_now) < -(SKEW - 60)  # the slow host runs it, 10 minutes slow
 
     delayed = submit_job(tag="soon", type="demo.record", queue="slow", delay=2)
-    reached(delayed, Status.SUCCEEDED, 10)
-    assert timezone.now() - delayed.due < timedelta(seconds=5)  # on time by the true clock
+    reached(delayed, Status.SUCCEEDED, on_time)
+    assert timezone.now() - delayed.due < timedelta(seconds=on_time)  # by the true clock
     # Its lease, on the database's clock, is renewed by the slow host and not rescued by the
     # true one, however far in the past the slow host's own clock puts it.
     reached(due_now, Status.SUCCEEDED, 60)

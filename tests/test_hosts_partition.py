@@ -19,7 +19,7 @@ from tests.rig import proxy_to
 from tests.test_hosts import LEASE, SETTINGS, reached, running_job
 from tests.test_hosts_clock import ready
 
-pytestmark = [pytest.mark.postgresql, pytest.mark.mysql]
+pytestmark = [pytest.mark.postgresql, pytest.mark.mysql, pytest.mark.heavy]
 
 
 def heartbeat_of(runner: Runworkers) -> object:
@@ -75,8 +75,10 @@ def test_a_host_cut_off_for_two_leases_stops_its_zombies_and_records_nothing_lat
 
         wait_until(lambda: heartbeat_of(cut_off) != heartbeat, what="the cut-off host's return")
         back = time.monotonic()
-        wait_until(lambda: not psutil_alive(zombie_pid), timeout=10, what="the zombie to stop")
-        assert time.monotonic() - back < 5
+        wait_until(lambda: not psutil_alive(zombie_pid), timeout=20, what="the zombie to stop")
+        # Within seconds of its return (its first renewal finds the lease lost); the bound
+        # leaves room for a busy machine.
+        assert time.monotonic() - back < 10
         output = cut_off.output
         assert f"job id={zombie.pk} " in output and "Its lease was lost" in output
         assert f"finish ignored id={late.pk} " in output

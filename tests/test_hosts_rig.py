@@ -19,7 +19,7 @@ from tests.conftest import StartRunworkers, wait_until
 from tests.test_hosts import LEASE, SETTINGS, reached, running_job
 from tests.test_hosts_clock import ready
 
-pytestmark = [pytest.mark.postgresql, pytest.mark.mysql]
+pytestmark = [pytest.mark.postgresql, pytest.mark.mysql, pytest.mark.heavy]
 
 JOBS = 3000
 

@@ -32,6 +32,8 @@ from demo.pgcluster import Cluster, MissingServer, throwaway_cluster
 from django_quickworker.models import WorkerJob
 from tests.conftest import Runworkers, wait_until
 
+pytestmark = pytest.mark.heavy  # several runworkers, outages: see conftest
+
 REPO = Path(__file__).resolve().parent.parent
 MANAGE = REPO / "testproject" / "manage.py"
 

@@ -23,6 +23,8 @@ from demo.pgcluster import MissingServer
 from django_quickworker.models import WorkerJob
 from tests.conftest import MANAGE, REPO, Runworkers, wait_until
 
+pytestmark = pytest.mark.heavy  # several runworkers, outages: see conftest
+
 JOBS = 200
 WORKERS = 2
 TAGS = [f"outage:{i}" for i in range(JOBS)]

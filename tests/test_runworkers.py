@@ -36,6 +36,7 @@ def running_pid(job: WorkerJob) -> int:
     return int(job.worker.split(":")[1])
 
 
+@pytest.mark.heavy
 def test_every_job_runs_exactly_once(start_runworkers: StartRunworkers) -> None:
     jobs = submit_jobs([{"tag": f"once:{i}", "type": "demo.record"} for i in range(1000)])
     runner = start_runworkers("--workers", "4", "--burst")
