@@ -24,6 +24,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 
 from django_quickworker.models import Status, WorkerJob, WorkerJobQuerySet
+from django_quickworker.schedule import wall_time
 from django_quickworker.status import count_rows, format_duration
 
 READ_LIMIT = 10_000  # finished jobs in a window read whole
@@ -57,7 +58,7 @@ class Span:
     label_format: str  # a Django date format for the axis labels
 
     def starts(self, now: datetime) -> list[datetime]:
-        local = timezone.localtime(now)
+        local = wall_time(now)
         if self.width >= timedelta(hours=1):
             last = local.replace(minute=0, second=0, microsecond=0)
         else:

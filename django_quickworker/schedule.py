@@ -6,6 +6,7 @@ from datetime import timezone as dt_timezone
 from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, croniter
+from django.utils import timezone
 
 from django_quickworker.exceptions import InvalidCronSchedule, InvalidDue, InvalidDuration
 
@@ -40,6 +41,12 @@ def to_timedelta(value: Duration, name: str) -> timedelta:
             f"{MAX_DURATION.days} days (100 years)."
         )
     return value if isinstance(value, timedelta) else timedelta(seconds=seconds)
+
+
+def wall_time(when: datetime) -> datetime:
+    """``when`` as people read it: an aware time in the current time zone; a naive one
+    (``USE_TZ = False``) already is one, in TIME_ZONE."""
+    return timezone.localtime(when) if timezone.is_aware(when) else when
 
 
 def check_due(due: datetime, name: str = "due") -> datetime:
@@ -83,7 +90,13 @@ def next_cron_due(expression: str, after: datetime, time_zone: ZoneInfo) -> date
 
     When the clocks go back, a wall time happens twice; a job that runs at given hours runs
     at its first showing only, while one that runs every hour keeps both real hours.
+    The tick has the form ``after`` has: aware, or naive in TIME_ZONE (``USE_TZ = False``:
+    how Django stores datetimes then).
     """
+    if timezone.is_naive(after):
+        local = timezone.get_default_timezone()
+        tick = next_cron_due(expression, timezone.make_aware(after, local), time_zone)
+        return timezone.make_naive(tick, local)
     local_after = after.astimezone(time_zone)
     ticks = croniter(expression, local_after, second_at_beginning=_has_seconds(expression))
     hours = ticks.expanded[1]
@@ -97,7 +110,7 @@ def next_cron_due(expression: str, after: datetime, time_zone: ZoneInfo) -> date
             ) from None
         if every_hour or not _repeated_wall_time(due, time_zone):
             break
-    return due.astimezone(after.tzinfo) if after.tzinfo else due
+    return due.astimezone(after.tzinfo)
 
 
 def next_runs(expression: str, after: datetime, time_zone: ZoneInfo, count: int) -> list[datetime]:

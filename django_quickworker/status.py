@@ -13,7 +13,6 @@ from typing import Any
 
 from django.db import router
 from django.db.models import Count, Min, QuerySet
-from django.utils import timezone
 
 from django_quickworker import processes
 from django_quickworker.conf import conf
@@ -21,6 +20,7 @@ from django_quickworker.cron import pending_cron_rows, running_cron_rows
 from django_quickworker.databases import database
 from django_quickworker.models import Status, WorkerJob, WorkerProcess
 from django_quickworker.registry import CRON_TAG_PREFIX
+from django_quickworker.schedule import wall_time
 
 COUNT_LIMIT = 10_000  # rows counted exactly; past this, an estimate or a lower bound
 MAX_LATENCY = timedelta(minutes=5)  # a due job waiting longer than this means trouble
@@ -219,8 +219,7 @@ ZERO = timedelta(0)
 
 def _moment(moment: datetime) -> str:
     """A time for people, in the current time zone (naive times already are: USE_TZ off)."""
-    local = timezone.localtime(moment) if timezone.is_aware(moment) else moment
-    return local.strftime("%Y-%m-%d %H:%M:%S %Z").rstrip()
+    return wall_time(moment).strftime("%Y-%m-%d %H:%M:%S %Z").rstrip()
 
 
 def summarize(*, max_latency: timedelta = MAX_LATENCY, now: datetime | None = None) -> Summary:

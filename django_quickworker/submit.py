@@ -211,13 +211,9 @@ def _due(now: datetime, due: datetime | None, delay: Duration | None, cron: str)
 
 
 def next_tick(cron: str, after: datetime) -> datetime:
-    """The first tick of ``cron`` after ``after``, in the form ``after`` has: aware with
-    USE_TZ, else naive in TIME_ZONE, which is how Django stores datetimes then."""
-    if timezone.is_aware(after):
-        return next_cron_due(cron, after, conf.cron_time_zone)
-    local = timezone.get_default_timezone()
-    due = next_cron_due(cron, timezone.make_aware(after, local), conf.cron_time_zone)
-    return timezone.make_naive(due, local)
+    """The first tick of ``cron`` after ``after`` (aware, or naive as ``after`` is), read in
+    the cron time zone."""
+    return next_cron_due(cron, after, conf.cron_time_zone)
 
 
 def _retry_policy(

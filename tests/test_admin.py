@@ -5,6 +5,7 @@ import functools
 import html
 import json
 import re
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
+from django.test.utils import CaptureQueriesContext, override_settings
 from django.urls import reverse
 from django.utils import formats, timezone
 
@@ -857,3 +858,86 @@ def test_job_content_is_escaped_everywhere(admin_client: Client) -> None:
         assert "<script>alert(1)" not in page
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[1]  # the search box echoes it
+
+
+# --- USE_TZ = False ------------------------------------------------------------------------
+
+NAIVE_ZONE = "Asia/Kolkata"  # not UTC, so that a time shown in the wrong zone fails
+
+
+@pytest.fixture
+def naive_time() -> Iterator[None]:
+    """The admin with USE_TZ off: every datetime naive, a wall time in TIME_ZONE."""
+    with override_settings(USE_TZ=False, TIME_ZONE=NAIVE_ZONE):
+        yield
+
+
+def test_the_list_and_its_summary_with_use_tz_off(admin_client: Client, naive_time: None) -> None:
+    running = make_row(Status.RUNNING, at=timezone.now() - timedelta(seconds=30))
+    make_row(Status.SUCCEEDED, at=timezone.now() - timedelta(minutes=3))
+    make_row(Status.FAILED, at=timezone.now() - timedelta(hours=3))
+    later = make_row(Status.SCHEDULED, at=datetime(2031, 5, 6, 7, 8, 9))
+    live_process("web1:42", workers=3)
+
+    before = timezone.now()
+    response = admin_client.get(CHANGELIST)
+    after = timezone.now()
+
+    assert response.status_code == 200
+    assert later.pk in listed(response) and running.pk in listed(response)
+    page = response.content.decode()
+    assert '<time datetime="2031-05-06T07:08:09"' in page
+    assert ">May 6, 2031, 07:08:09</time>" in page
+    assert f">{running.started:%H:%M:%S}</time>" in page  # today's: the time alone
+    summary = page[page.index('<section class="qw-summary') : page.index("</section>")]
+    assert "<code>web1:42</code> (3 workers, all queues) last heartbeat" in summary
+    charts = re.findall(r"<figure[^>]*>(.*?)</figure>", page, re.S)
+    hour, _, day, _ = charts  # finished jobs, then queue waits, per hour and per day
+    minutes = {f"{moment:%Y-%m-%dT%H:%M}:00" for moment in (before, after)}  # naive wall times
+    assert any(f'<g data-start="{minute}"' in hour for minute in minutes), minutes
+    assert hour.count('data-succeeded="1" data-failed="0"') == 1  # finished 3 min ago
+    assert day.count('data-succeeded="0" data-failed="1"') == 1  # 3 h ago
+
+
+def test_a_job_page_with_use_tz_off(admin_client: Client, naive_time: None) -> None:
+    job = make_row(Status.SUCCEEDED, at=datetime(2031, 5, 6, 7, 8, 9))
+    page = admin_client.get(page_of(job)).content.decode()
+    assert '<div class="readonly"><time datetime="2031-05-06T07:08:09"' in page
+    assert ">May 6, 2031, 07:08:09</time>" in page
+    assert ">May 6, 2031, 07:08:11</time>" in page  # finished 2 s later
+
+    cron = make_row(Status.SCHEDULED, cron_schedule="0 3 * * *")
+    response = admin_client.get(page_of(cron))
+    assert response.status_code == 200
+    runs = next_runs("0 3 * * *", timezone.now(), conf.cron_time_zone, 3)
+    assert all(timezone.is_naive(run) and run.hour == 3 for run in runs), runs
+    for run in runs:
+        assert f">{formats.date_format(run, 'M j, Y, H:i:s')}</time></li>" in (
+            response.content.decode()
+        )
+    assert f"Schedule read in the {NAIVE_ZONE} time zone." in response.content.decode()
+
+
+def test_live_rows_with_use_tz_off(admin_client: Client, naive_time: None) -> None:
+    running = make_row(Status.RUNNING, at=datetime(2031, 5, 6, 7, 8, 9))
+    response = admin_client.get(LIVE, {"id": [running.pk]})
+    assert response.status_code == 200
+    [row] = response.json()["jobs"]
+    assert '<time datetime="2031-05-06T07:08:09"' in row["cells"]["started_at"]
+    assert ">May 6, 2031, 07:08:09</time>" in row["cells"]["started_at"]
+
+
+def test_the_date_hierarchy_with_use_tz_off(admin_client: Client, naive_time: None) -> None:
+    # 23:30 in Kolkata is 18:00 UTC: read as UTC, it would still fall on the 30th; 00:30 on
+    # the 31st would fall on the 30th.
+    late = make_row(Status.SUCCEEDED, at=datetime(2024, 12, 30, 23, 30))
+    early = make_row(Status.SUCCEEDED, at=datetime(2024, 12, 31, 0, 30))
+    make_row(Status.SCHEDULED, at=datetime(2031, 1, 2))
+
+    page = admin_client.get(CHANGELIST + "?due__year=2024&due__month=12").content.decode()
+    nav = page.split('<nav class="toplinks"')[1].split("</nav>")[0]
+    assert ">December 30</a>" in nav and ">December 31</a>" in nav
+    response = admin_client.get(CHANGELIST + "?due__year=2024&due__month=12&due__day=31")
+    assert response.status_code == 200 and listed(response) == [early.pk]
+    response = admin_client.get(CHANGELIST + "?due__year=2024&due__month=12&due__day=30")
+    assert listed(response) == [late.pk]

@@ -5,6 +5,7 @@ import xml.etree.ElementTree as ElementTree
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from django.test.utils import override_settings
 
 from django_quickworker import charts
 from django_quickworker.charts import LAST_DAY, LAST_HOUR, Bucket, finished_jobs
@@ -115,3 +116,40 @@ def test_the_charts_are_svg_with_the_numbers_in_them(jobs: list[WorkerJob]) -> N
 )
 def test_the_value_axis_ends_at_a_round_number(value: float, ceiling: float) -> None:
     assert charts.nice_ceiling(value) == pytest.approx(ceiling)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("read_limit", "group_limit"),
+    [(charts.READ_LIMIT, charts.GROUP_LIMIT), (1, charts.GROUP_LIMIT), (1, 1)],
+    ids=["read whole", "grouped", "bucketed"],
+)
+def test_jobs_per_bucket_with_use_tz_off(
+    read_limit: int, group_limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Naive times, wall times in a zone half an hour off UTC: the buckets are that zone's
+    minutes and hours, on every counting path."""
+    monkeypatch.setattr(charts, "READ_LIMIT", read_limit)
+    monkeypatch.setattr(charts, "GROUP_LIMIT", group_limit)
+    now = NOW.replace(tzinfo=None)
+    with override_settings(USE_TZ=False, TIME_ZONE="Asia/Kolkata"):
+        WorkerJob.objects.bulk_create(
+            [
+                finished_job(now - timedelta(seconds=5), Status.SUCCEEDED, 2),
+                finished_job(now - timedelta(minutes=10), Status.FAILED, 30),
+                finished_job(now - timedelta(hours=3), Status.SUCCEEDED, 60),
+            ]
+        )
+        hour = finished_jobs(LAST_HOUR, now)
+        day = finished_jobs(LAST_DAY, now)
+
+    assert hour[-1].start == datetime(2026, 12, 1, 12, 30) and len(hour) == 60
+    assert {b.start.strftime("%H:%M"): (b.succeeded, b.failed) for b in hour if b.finished} == {
+        "12:30": (1, 0),
+        "12:20": (0, 1),
+    }
+    assert day[-1].start == datetime(2026, 12, 1, 12) and len(day) == 24
+    assert {b.start.strftime("%H:%M"): (b.succeeded, b.failed) for b in day if b.finished} == {
+        "12:00": (1, 1),
+        "09:00": (1, 0),
+    }

@@ -13,6 +13,7 @@ from django.utils.functional import cached_property
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
+from django_quickworker.schedule import wall_time
 from django_quickworker.status import RowCount, count_rows
 
 MAX_PERIODS = 40  # years, months or days one level of the date hierarchy offers
@@ -111,7 +112,7 @@ class WorkerJobChangeList(ChangeList):
             first = rows.aggregate(first=Min(self.date_hierarchy))["first"]
             if first is None:
                 break
-            day = (timezone.localtime(first) if timezone.is_aware(first) else first).date()
+            day = wall_time(first).date()
             period = {"year": day.replace(month=1, day=1), "month": day.replace(day=1)}
             found.append(period.get(unit, day))
             start = _following(found[-1], unit)

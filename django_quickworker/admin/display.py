@@ -19,7 +19,7 @@ from django.utils.translation import gettext_lazy as _
 from django_quickworker.conf import conf
 from django_quickworker.cron import SCHEDULE_CHANGED
 from django_quickworker.models import Backoff, Status, WorkerJob, WorkerProcess
-from django_quickworker.schedule import next_runs
+from django_quickworker.schedule import next_runs, wall_time
 from django_quickworker.status import format_duration
 from django_quickworker.submit import CANCELLED_BY_NEW_JOB
 
@@ -98,7 +98,7 @@ def moment(when: datetime | None, pattern: str = FULL_TIME) -> SafeString | str:
     """A local time to the second, in ``pattern``; with the year on hover."""
     if when is None:
         return EMPTY
-    local = timezone.localtime(when) if timezone.is_aware(when) else when
+    local = wall_time(when)
     return format_html(
         '<time datetime="{}" title="{}">{}</time>',
         when.isoformat(),
@@ -112,8 +112,8 @@ def short_moment(when: datetime | None) -> SafeString | str:
     the whole date; the whole date and time on hover."""
     if when is None:
         return EMPTY
-    local = timezone.localtime(when) if timezone.is_aware(when) else when
-    today = timezone.localdate()
+    local = wall_time(when)
+    today = wall_time(timezone.now()).date()
     if local.date() == today:
         return moment(when, "H:i:s")
     return moment(when, SHORT_TIME if local.year == today.year else FULL_TIME)

@@ -47,9 +47,16 @@ class MySQL(Database):
     claim_index_hint = f"FORCE INDEX ({CLAIMABLE_INDEX})"
 
     def now_sql(self) -> str:
-        # Django stores naive UTC with USE_TZ (local time otherwise), whatever the session's
-        # time zone, which CURRENT_TIMESTAMP would follow.
-        return "UTC_TIMESTAMP(6)" if settings.USE_TZ else "NOW(6)"
+        # Django stores naive UTC with USE_TZ, and wall times in TIME_ZONE without it,
+        # whatever the session's time zone (which NOW() would follow; Django never sets it).
+        # CONVERT_TZ would need the server's time zone tables, often not loaded: add
+        # TIME_ZONE's offset as of now instead (a naive wall time is ambiguous at a DST
+        # change anyway).
+        if settings.USE_TZ:
+            return "UTC_TIMESTAMP(6)"
+        offset = datetime.now(timezone.get_default_timezone()).utcoffset()
+        seconds = round(offset.total_seconds()) if offset is not None else 0
+        return f"(UTC_TIMESTAMP(6) + INTERVAL {seconds} SECOND)"
 
     def later_sql(self, seconds: float) -> tuple[str, list[object]]:
         return f"{self.now_sql()} + INTERVAL %s MICROSECOND", [round(seconds * 1_000_000)]

@@ -4,6 +4,8 @@ DATABASE_URL  database (default: a SQLite file beside this project, so nothing e
 REDIS_URL     channel layer on Redis via channels_redis (default: the in-memory layer)
 QUICKWORKER   django-quickworker's settings as JSON (default: {})
 TEST_DATABASE_NAME  name of the test database (tox gives each env its own)
+USE_TZ        Django's USE_TZ (default: True; False stores naive times in TIME_ZONE)
+TIME_ZONE     Django's TIME_ZONE (default: UTC)
 SECRET_KEY, DEBUG
 """
 
@@ -127,9 +129,9 @@ TASKS = {
 
 AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
-USE_TZ = True
+USE_TZ = env.bool("USE_TZ", default=True)
 STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "admin:login"
