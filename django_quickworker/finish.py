@@ -25,6 +25,7 @@ from django_quickworker.databases import database
 from django_quickworker.databases.base import Claim, Database
 from django_quickworker.models import Backoff, Status, WorkerJob, WorkerJobQuerySet
 from django_quickworker.payload import storable_text
+from django_quickworker.signals import job_finished, send
 from django_quickworker.submit import resubmit
 
 logger = logging.getLogger(__name__)
@@ -148,6 +149,14 @@ def finish_and_claim_next(
     )
     _landed(job, changes, finished)
     return claimed
+
+
+def announce_finished(job: WorkerJob) -> None:
+    """Send ``job_finished`` for ``job`` if its outcome was recorded (the fence held)."""
+    if job.status == Status.RUNNING or not job_finished.has_listeners(WorkerJob):
+        return
+    result, error = (job.result, None) if job.success else (None, (job.result or {}).get("error"))
+    send(job_finished, job=job, status=job.status, result=result, error=error)
 
 
 def backoff(job: WorkerJob) -> timedelta:
@@ -281,6 +290,7 @@ def end_jobs_of(worker: str, reason: str) -> int:
     for job in jobs:
         logger.warning("job ended id=%s type=%s worker=%s: %s", job.pk, job.type, worker, reason)
         finish_safely(job, _ended(job, reason))
+        announce_finished(job)
     return len(jobs)
 
 
@@ -319,5 +329,6 @@ def rescue_expired_jobs() -> int:
             continue
         if job.status != Status.RUNNING:  # recorded: the fence and the lease check held
             logger.warning("job rescued id=%s type=%s: %s", job.pk, job.type, reason)
+            announce_finished(job)
             rescued += 1
     return rescued

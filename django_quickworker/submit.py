@@ -32,6 +32,7 @@ from django_quickworker.schedule import (
     to_timedelta,
     validate_cron,
 )
+from django_quickworker.signals import job_retried, job_submitted, send
 from django_quickworker.tracing import current_trace_context
 
 OnDuplicateTag = Literal["replace", "skip", "allow"]
@@ -98,17 +99,24 @@ def submit_jobs(
     if on_duplicate_tag == "allow":
         # Nothing to read first, so no transaction of our own: one INSERT (committed at
         # once in autocommit mode, with the caller's transaction otherwise), then the wake-up.
-        return insert(jobs, alias)
+        return _announce(insert(jobs, alias))
     with transaction.atomic(using=alias, savepoint=False):
         lock_tags(tags, alias)
         scheduled = WorkerJob.objects.using(alias).scheduled().filter(tag__in=tags)
         if on_duplicate_tag == "replace":
             if scheduled.exists():  # usually not: a cheap look spares the costly UPDATE
                 scheduled.cancel(CANCELLED_BY_NEW_JOB)
-            return insert(jobs, alias)
+            return _announce(insert(jobs, alias))
         existing = {job.tag: job for job in scheduled}
-        insert([job for job in jobs if job.tag not in existing], alias)
+        _announce(insert([job for job in jobs if job.tag not in existing], alias))
         return [existing.get(job.tag, job) for job in jobs]
+
+
+def _announce(written: list[WorkerJob]) -> list[WorkerJob]:
+    """Send ``job_submitted`` for each row just written; return them."""
+    for job in written:
+        send(job_submitted, job=job)
+    return written
 
 
 def build_job(
@@ -328,4 +336,5 @@ def resubmit(job: WorkerJob, *, due: datetime) -> WorkerJob:
     alias = router.db_for_write(WorkerJob)
     with transaction.atomic(using=alias, savepoint=False):
         insert([copy], alias)
+        send(job_retried, job=job, retry=copy)
     return copy

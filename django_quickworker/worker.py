@@ -33,6 +33,7 @@ from django_quickworker.exceptions import (
 from django_quickworker.finish import (
     DATABASE_UNAVAILABLE,
     Outcome,
+    announce_finished,
     fail_instead,
     finish_and_claim_next,
     finish_safely,
@@ -45,6 +46,7 @@ from django_quickworker.payload import storable_text, validate_payload
 from django_quickworker.registry import registry
 from django_quickworker.schedule import to_timedelta
 from django_quickworker.sentry import report_failure
+from django_quickworker.signals import job_started, send
 from django_quickworker.tracing import job_span, record_exception
 
 logger = logging.getLogger(__name__)
@@ -236,6 +238,7 @@ class Worker:
         logger.info(
             "job started id=%s type=%s tag=%s attempt=%s", job.pk, job.type, job.tag, job.attempt
         )
+        send(job_started, job=job)
         started = time.monotonic()
         self.running_job_id = job.pk
         try:
@@ -247,6 +250,7 @@ class Worker:
         return outcome, (time.monotonic() - started) * 1000
 
     def report_finished(self, job: WorkerJob, outcome: Outcome, elapsed_ms: float) -> None:
+        announce_finished(job)
         tell_owner(job, "job.finished", {"status": job.status, "result": job.result})
         log = logger.info if outcome.success else logger.warning
         log(

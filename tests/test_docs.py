@@ -645,3 +645,28 @@ def test_every_check_id_mentioned_exists() -> None:
     ids = set(re.findall(r"quickworker\.[EW]\d{3}", source))
     mentioned = set(re.findall(r"quickworker\.[EW]\d{3}", all_text()))
     assert mentioned == ids
+
+
+def package_modules() -> set[str]:
+    """The dotted name of every module and package of django_quickworker (the generated
+    migrations as one package)."""
+    names = set()
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        elif "migrations" in parts:
+            continue
+        names.add(".".join(parts))
+    return names
+
+
+def test_the_internals_page_describes_every_module() -> None:
+    """internals.rst has a paragraph per module, naming it as ``django_quickworker.x``: a new
+    module without one, or a paragraph about a module that is gone, fails here."""
+    text = (DOCS / "internals.rst").read_text(encoding="utf-8")
+    mentioned = set(re.findall(r"``(django_quickworker(?:\.\w+)*)``", text))
+    modules = package_modules()
+    assert "django_quickworker.admin.actions" in modules  # the walk finds subpackages
+    assert sorted(modules - mentioned) == [], "modules without a paragraph in internals.rst"
+    assert sorted(mentioned - modules) == [], "internals.rst describes modules that do not exist"
