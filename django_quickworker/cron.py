@@ -9,9 +9,9 @@ import logging
 from datetime import datetime
 
 from django.db import router, transaction
-from django.utils import timezone
 
 from django_quickworker import processes
+from django_quickworker.databases import database
 from django_quickworker.models import WorkerJob, WorkerJobQuerySet
 from django_quickworker.registry import CRON_TAG_PREFIX, declared_cron_job, registry
 from django_quickworker.submit import (
@@ -77,7 +77,8 @@ def _start_chain(tag: str, type_name: str, schedule: str, alias: str) -> None:
     cron job whose next occurrence cannot be computed must not stop the others."""
     try:
         with transaction.atomic(using=alias):
-            insert([build_job(now=timezone.now(), tag=tag, type=type_name, cron=schedule)], alias)
+            now = database(alias).current_time()  # due times are compared with its clock
+            insert([build_job(now=now, tag=tag, type=type_name, cron=schedule)], alias)
     except Exception:
         logger.error("cron job %s (%r) cannot be scheduled", tag, schedule, exc_info=True)
 

@@ -60,11 +60,13 @@ def finish_job(
     Returns the retry's row, or None. Records nothing when the fence no longer holds (or,
     with ``lease_expired_before``, when the lease was renewed since).
     """
-    now = timezone.now()
-    retry_due = _retry_due(job, outcome, now)
-    if retry_due is None and not job.cron_schedule:
-        _record(job, outcome, now, lease_expired_before)  # the hot path: one UPDATE
+    retry_delay = _retry_delay(job, outcome)
+    if retry_delay is None and not job.cron_schedule:
+        _record(job, outcome, timezone.now(), lease_expired_before)  # the hot path: one UPDATE
         return None
+    # Due times are compared with the database's clock: the retry's and the next
+    # occurrence's are counted from it, whatever this host's clock says.
+    now = _database().current_time()
     # The outcome, the retry and the next occurrence land together or not at all.
     with transaction.atomic(using=router.db_for_write(WorkerJob), savepoint=False):
         if not _record(job, outcome, now, lease_expired_before):
@@ -73,7 +75,7 @@ def finish_job(
         # on (the code still declares it), so cancelling skips just that occurrence.
         if job.cron_schedule and (not outcome.cancelled or is_declared_in_code(job)):
             schedule_next_occurrence(job, now)
-        return None if retry_due is None else resubmit(job, due=retry_due)
+        return None if retry_delay is None else resubmit(job, due=now + retry_delay)
 
 
 def finish_safely(
@@ -137,7 +139,7 @@ def finish_and_claim_next(
     """
     db = database(router.db_for_write(WorkerJob))
     now = timezone.now()
-    needs_more = _retry_due(job, outcome, now) is not None or bool(job.cron_schedule)
+    needs_more = _retry_delay(job, outcome) is not None or bool(job.cron_schedule)
     if needs_more or not db.finishes_and_claims_at_once:
         finish_job(job, outcome)
         return claim_next(job.worker, queues, lease, types)
@@ -254,8 +256,8 @@ def _landed(job: WorkerJob, changes: dict[str, Any], rows: int) -> bool:
     return True
 
 
-def _retry_due(job: WorkerJob, outcome: Outcome, now: datetime) -> datetime | None:
-    """When ``job`` runs again after ``outcome``, or None if it does not."""
+def _retry_delay(job: WorkerJob, outcome: Outcome) -> timedelta | None:
+    """How long after ``outcome`` ``job`` runs again, or None if it does not."""
     if outcome.success or outcome.cancelled or not outcome.retryable:
         return None
     if outcome.retry_requested:
@@ -268,7 +270,7 @@ def _retry_due(job: WorkerJob, outcome: Outcome, now: datetime) -> datetime | No
         return None
     if job.attempt >= limit:
         return None
-    return now + (outcome.retry_delay if outcome.retry_delay is not None else backoff(job))
+    return outcome.retry_delay if outcome.retry_delay is not None else backoff(job)
 
 
 def _database() -> Database:

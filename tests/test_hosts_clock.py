@@ -8,6 +8,7 @@ database's clock is the host's own (it runs in the process), so these run on ser
 
 import time
 from datetime import timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,28 @@ def test_a_slow_host_runs_due_jobs_on_time_and_keeps_its_leases(
     reached(due_now, Status.SUCCEEDED, 60)
     assert due_now.attempt == 1
     assert Execution.objects.filter(job_id=due_now.pk).count() == 1
+
+
+def test_hosts_ten_minutes_fast_and_slow_run_each_tick_of_a_cron_job_once(
+    start_runworkers: StartRunworkers,
+) -> None:
+    hosts = [
+        start_runworkers("--workers", "1", "--queues", "ticks", env=skewed(seconds))
+        for seconds in (SKEW, -SKEW)
+    ]
+    for host in hosts:
+        ready(host)
+    submit_job(tag="ticks", type="demo.record", queue="ticks", cron="*/1 * * * * *")
+    runs = WorkerJob.objects.filter(tag="ticks").exclude(status=Status.SCHEDULED)
+    wait_until(lambda: runs.count() >= 6, timeout=30, what="six ticks")
+    started = time.monotonic()
+    time.sleep(4)
+    window = time.monotonic() - started
+    ticks = sorted(runs.values_list("due", flat=True))
+    assert len(ticks) == len(set(ticks))  # no tick ran twice
+    # About one run a second: neither a burst (the next tick counted from a slow clock) nor
+    # a stall (from a fast one).
+    assert all(later - earlier >= timedelta(seconds=1) for earlier, later in pairwise(ticks))
+    assert len(ticks) >= 6 + window - 3
+    workers = {worker.split(":")[2] for worker in runs.values_list("worker", flat=True)}
+    assert len(workers) == 2  # both hosts took ticks
