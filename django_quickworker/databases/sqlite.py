@@ -24,9 +24,11 @@ class SQLite(ReturningClaim):
 
     def later_sql(self, seconds: float) -> tuple[str, list[object]]:
         # Django stores datetimes as text, 'YYYY-MM-DD HH:MM:SS[.ffffff]' (UTC with USE_TZ,
-        # else local time); this gives milliseconds, which compare as text in time order.
+        # else local time), and they compare as text. SQLite gives milliseconds: padded to
+        # Django's six digits, or '…05.123' would sort before the '…05.123000' it equals.
         zone = "" if settings.USE_TZ else ", 'localtime'"
-        return f"strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now', %s{zone})", [f"{seconds:+f} seconds"]
+        sql = f"(strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now', %s{zone}) || '000')"
+        return sql, [f"{seconds:+f} seconds"]
 
     def lock_tags(self, tags: list[str]) -> None:
         """Nothing to do: SQLite's single write lock, taken from the transaction's start with
