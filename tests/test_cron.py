@@ -371,10 +371,11 @@ def claim(expected: WorkerJob) -> WorkerJob:
 
 
 def finish_timed(job_row: WorkerJob, outcome: Outcome) -> tuple[datetime, datetime]:
-    """Finish ``job_row``; return the time just before and just after."""
+    """Finish ``job_row``; return the time just before and just after, as the database's
+    clock may give it (SQLite reads it in milliseconds, rounded up)."""
     before = timezone.now()
     finish_job(job_row, outcome)
-    return before, timezone.now()
+    return before, timezone.now() + timedelta(milliseconds=1)
 
 
 def next_rows(job_row: WorkerJob) -> list[WorkerJob]:

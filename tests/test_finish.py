@@ -55,8 +55,12 @@ def finished_at(job: WorkerJob) -> datetime:
     return job.finished
 
 
+# Due times come from the database's clock, which SQLite reads in milliseconds, rounded up.
+DATABASE_CLOCK_STEP = timedelta(milliseconds=1)
+
+
 def between(moment: datetime | None, before: datetime, after: datetime) -> bool:
-    return moment is not None and before <= moment <= after
+    return moment is not None and before <= moment <= after + DATABASE_CLOCK_STEP
 
 
 # Success and failure
