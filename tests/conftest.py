@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,6 +33,9 @@ from django_quickworker.databases.postgresql import NOTIFY_CHANNEL
 from django_quickworker.registry import JobRegistry, registry
 
 VENDOR_MARKERS = {"mysql", "postgresql", "sqlite"}
+# The database's clock decides when jobs are due; SQLite reads it in milliseconds, rounded up,
+# so a time it gives may lie up to this much past the host's, and a job start that early.
+DATABASE_CLOCK_STEP = timedelta(milliseconds=1)
 T = TypeVar("T")
 
 

@@ -27,7 +27,13 @@ from django_quickworker.models import Status, WorkerJob, WorkerTagLock
 from django_quickworker.registry import JobRegistry, registry
 from django_quickworker.schedule import next_cron_due
 from django_quickworker.submit import lock_tags
-from tests.conftest import Runworkers, StartRunworkers, run_together, wait_until
+from tests.conftest import (
+    DATABASE_CLOCK_STEP,
+    Runworkers,
+    StartRunworkers,
+    run_together,
+    wait_until,
+)
 
 UTC = ZoneInfo("UTC")
 PARIS = ZoneInfo("Europe/Paris")
@@ -372,10 +378,10 @@ def claim(expected: WorkerJob) -> WorkerJob:
 
 def finish_timed(job_row: WorkerJob, outcome: Outcome) -> tuple[datetime, datetime]:
     """Finish ``job_row``; return the time just before and just after, as the database's
-    clock may give it (SQLite reads it in milliseconds, rounded up)."""
+    clock may give it."""
     before = timezone.now()
     finish_job(job_row, outcome)
-    return before, timezone.now() + timedelta(milliseconds=1)
+    return before, timezone.now() + DATABASE_CLOCK_STEP
 
 
 def next_rows(job_row: WorkerJob) -> list[WorkerJob]:

@@ -22,6 +22,7 @@ from django_quickworker.finish import (
     rescue_expired_jobs,
 )
 from django_quickworker.models import Status, WorkerJob
+from tests.conftest import DATABASE_CLOCK_STEP
 
 pytestmark = pytest.mark.django_db
 
@@ -55,11 +56,8 @@ def finished_at(job: WorkerJob) -> datetime:
     return job.finished
 
 
-# Due times come from the database's clock, which SQLite reads in milliseconds, rounded up.
-DATABASE_CLOCK_STEP = timedelta(milliseconds=1)
-
-
 def between(moment: datetime | None, before: datetime, after: datetime) -> bool:
+    # Due times come from the database's clock.
     return moment is not None and before <= moment <= after + DATABASE_CLOCK_STEP
 
 
