@@ -5,7 +5,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.apps import AppConfig
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.db import router
 
@@ -80,12 +80,27 @@ def _short_lease() -> list[CheckMessage]:
 
 
 @register()
-def check_database(
-    app_configs: Sequence[AppConfig] | None, databases: Sequence[str] | None = None, **kwargs: Any
-) -> list[CheckMessage]:
-    """Refuse a database the app cannot run on; run that database's own checks."""
+def check_database(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[CheckMessage]:
+    """Refuse a database the app cannot run on; run that database's own checks of its settings."""
     alias = router.db_for_write(WorkerJob)
     try:
-        return database(alias).check(databases)
+        return database(alias).check(None)
     except UnsupportedDatabase as error:
         return [Error(str(error), id="quickworker.E005")]
+
+
+@register(Tags.database)  # it queries the server: run by migrate and check --database only
+def check_database_server(
+    app_configs: Sequence[AppConfig] | None, databases: Sequence[str] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """What only the server can tell (MySQL's isolation set by an init_command, say), beyond
+    what check_database already reports from the settings."""
+    alias = router.db_for_write(WorkerJob)
+    if not databases or alias not in databases:
+        return []
+    try:
+        db = database(alias)
+    except UnsupportedDatabase:
+        return []  # check_database says so
+    reported = {message.id for message in db.check(None)}
+    return [message for message in db.check(databases) if message.id not in reported]
