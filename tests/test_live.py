@@ -32,7 +32,7 @@ from websockets.typing import Origin
 from django_quickworker import submit_job
 from django_quickworker.models import Status, WorkerJob
 from django_quickworker.notifications import broadcast, user_group
-from tests.conftest import REPO, StartRunworkers, database_url, wait_until
+from tests.conftest import REPO, Runworkers, StartRunworkers, database_url, wait_until
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 COUNTDOWN = {"steps": 3, "interval": 0.1}
@@ -50,6 +50,21 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def serve_embedded(start_runworkers: StartRunworkers, workers: int) -> tuple[Runworkers, int]:
+    """A runworkers in embedded mode (web, websockets and workers, the in-memory channel
+    layer) on a free port, once it answers there; return it and the port."""
+    port = free_port()
+    runner = start_runworkers(
+        "--workers",
+        str(workers),
+        "--serve",
+        f"127.0.0.1:{port}",
+        env={"QUICKWORKER": '{"POLL_INTERVAL": 0.1}', "REDIS_URL": ""},
+    )
+    wait_for_port(port, lambda: runner.process.poll() is None, lambda: runner.output)
+    return runner, port
 
 
 def wait_for_port(port: int, alive: Callable[[], bool], log: Callable[[], str]) -> None:
@@ -255,15 +270,7 @@ def test_embedded_mode_serves_live_messages_to_the_owners_socket_only(
     start_runworkers: StartRunworkers,
 ) -> None:
     alice, bob = user("alice"), user("bob")
-    port = free_port()
-    runner = start_runworkers(
-        "--workers",
-        "2",
-        "--serve",
-        f"127.0.0.1:{port}",
-        env={"QUICKWORKER": '{"POLL_INTERVAL": 0.1}', "REDIS_URL": ""},
-    )
-    wait_for_port(port, lambda: runner.process.poll() is None, lambda: runner.output)
+    runner, port = serve_embedded(start_runworkers, workers=2)
     assert "channels.layers.InMemoryChannelLayer" in runner.output
     assert f"serving:       http://127.0.0.1:{port}/" in runner.output
 

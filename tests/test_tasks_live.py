@@ -6,11 +6,10 @@ from demo import tasks
 from tests.conftest import StartRunworkers
 from tests.test_live import (
     assert_quiet,
-    free_port,
     messages_until,
     open_socket,
+    serve_embedded,
     user,
-    wait_for_port,
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite]
@@ -20,15 +19,7 @@ def test_a_task_reports_progress_to_the_socket_of_the_user_it_names(
     start_runworkers: StartRunworkers,
 ) -> None:
     alice, bob = user("alice"), user("bob")
-    port = free_port()
-    runner = start_runworkers(
-        "--workers",
-        "1",
-        "--serve",
-        f"127.0.0.1:{port}",
-        env={"QUICKWORKER": '{"POLL_INTERVAL": 0.1}', "REDIS_URL": ""},
-    )
-    wait_for_port(port, lambda: runner.process.poll() is None, lambda: runner.output)
+    _, port = serve_embedded(start_runworkers, workers=1)
 
     with open_socket(port, alice) as alice_ws, open_socket(port, bob) as bob_ws:
         result = tasks.count_to.enqueue(3, user_id=alice.pk)
