@@ -39,6 +39,7 @@ from django_quickworker.finish import (
 )
 from django_quickworker.models import WorkerJob
 from django_quickworker.relay import Relay
+from django_quickworker.wakeups import WakeUps
 
 if TYPE_CHECKING:
     from django_quickworker.embedded import EmbeddedServer
@@ -116,6 +117,7 @@ class Supervisor:
         self.exit_code = 0
         self.deadline = 0.0
         self.spawn = multiprocessing.get_context("spawn")  # no inherited connections or threads
+        self.wakeups = WakeUps(self.children.values, queues, lambda child: self.send(child, "wake"))
 
     def run(self) -> int:
         """Supervise until stopped; return the exit code."""
@@ -143,7 +145,8 @@ class Supervisor:
             "maintain_leases": self.maintain_leases,
             "watch_cancellations": self.watch_cancellations,
             "relay": self.relay.run,
-            "watch_for_jobs": lambda: db.watch_for_jobs(self.wake, self.in_db),
+            "watch_for_jobs": lambda: db.watch_for_jobs(self.wakeups.wake, self.in_db),
+            "watch_due_times": lambda: self.wakeups.watch_due_times(self.in_db),
         }
         running = [
             self.loop.create_task(self.keep_running(*task), name=task[0]) for task in tasks.items()
@@ -177,7 +180,7 @@ class Supervisor:
             started = time.monotonic()
             try:
                 await task()
-                return  # it has nothing (more) to do, as the wake-up watch on SQLite
+                return  # it has nothing (more) to do, as the wake-up watch of an in-memory SQLite
             except Exception as error:
                 if self.stopping:  # e.g. the database went away: nothing left to keep up
                     logger.warning("supervisor task %s ended while stopping: %r", name, error)
@@ -253,7 +256,7 @@ class Supervisor:
 
     def handle(self, child: Child, kind: str, data: dict[str, Any]) -> None:
         if kind == "idle":
-            child.idle = True
+            self.wakeups.went_idle(child)
         elif kind == "job-started":
             child.idle = False
             child.job_id = data["job_id"]
@@ -319,7 +322,7 @@ class Supervisor:
             if code != 0:
                 logger.warning("worker %s exited: %s", child.worker, reason)
             if await self.in_db(end_jobs_of, child.worker, reason):
-                self.wake()  # a retry may be due now
+                self.wakeups.wake()  # a retry may be due now
 
     def finish_if_idle(self) -> None:
         """End the run once every child is gone and none will be restarted."""
@@ -348,15 +351,6 @@ class Supervisor:
         self.restart_at[child.slot] = time.monotonic() + delay
 
     # Waking, timeouts and leases
-
-    def wake(self, queue: str | None = None) -> None:
-        """Tell idle children to look for jobs (those of ``queue``, if given)."""
-        if queue is not None and self.queues is not None and queue not in self.queues:
-            return
-        for child in self.children.values():
-            if child.idle:
-                child.idle = False
-                self.send(child, "wake")
 
     def send(self, child: Child, message: str) -> None:
         with contextlib.suppress(OSError):  # the child is gone; its exit sentinel tells the rest
@@ -443,7 +437,7 @@ class Supervisor:
                 if rescued:
                     if self.metrics:
                         self.metrics.rescued.inc(rescued)
-                    self.wake()
+                    self.wakeups.wake()
             if time.monotonic() >= next_cron_check:  # see ensure_cron_jobs: once per lease
                 await self.in_db(ensure_cron_jobs)
                 next_cron_check = time.monotonic() + lease

@@ -2,7 +2,7 @@
 
 Children are spawned by the supervisor (``runworkers``) and talk to it over a pipe:
 they announce themselves, each job they start and finish, and when they go idle; the
-parent answers with ``wake`` (new jobs were submitted) or ``stop``.
+parent answers with ``wake`` (jobs were submitted, or one fell due) or ``stop``.
 """
 
 import asyncio
@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from django.db import connections
 
-from django_quickworker.claim import claim_next, next_due
+from django_quickworker.claim import claim_next
 from django_quickworker.conf import conf
 from django_quickworker.context import JobContext
 from django_quickworker.exceptions import (
@@ -54,6 +54,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PARENT_CHECK_INTERVAL = 1.0  # seconds between checks that the parent is still alive
+# Seconds an idle worker waits for its parent's wake-up before it looks for a job itself: a
+# safety net only, since the parent looks for due jobs for it (see wakeups.py).
+UNWOKEN_LOOK_INTERVAL = 60.0
 MAX_DB_RETRY_DELAY = 10.0  # seconds, the cap of the reconnect backoff
 STOP_CHECK_INTERVAL = 0.1  # seconds between looks for a stop request while reconnecting
 
@@ -149,7 +152,7 @@ class Worker:
         while job is not None or not (self.stopping or self.burst):
             if job is None:
                 self.send("idle")
-                self.read_messages(timeout=self.idle_timeout())
+                self.read_messages(timeout=UNWOKEN_LOOK_INTERVAL)
                 job = self.advance(None, None)
                 continue
             outcome, elapsed_ms = self.run_job(job)
@@ -262,18 +265,6 @@ class Worker:
             outcome.success,
             elapsed_ms,
         )
-
-    def idle_timeout(self) -> float:
-        """Seconds to wait for a wake-up: the poll interval, or less if a job falls due sooner."""
-        next_due = retry_on_db_error(self.next_due, "look ahead", self.should_stop)
-        if next_due is None:
-            return conf.poll_interval
-        due, now = next_due  # by the database's clock: this host's may be off
-        until_due = (due - now).total_seconds()
-        return max(0.0, min(conf.poll_interval, until_due))
-
-    def next_due(self) -> Any:
-        return next_due(self.queues, self.types)
 
     def read_messages(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for the parent; act on what it says."""

@@ -4,7 +4,7 @@ import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from django.conf import settings
 from django.core.checks import CheckMessage
@@ -183,8 +183,24 @@ class Database:
     async def watch_for_jobs(self, wake: Wake, in_db: InDb) -> None:
         """Call ``wake`` whenever new jobs are committed, until cancelled; in the supervisor.
 
-        The default watches nothing: workers find new jobs by polling (POLL_INTERVAL).
+        The default watches nothing: the parent's look for due jobs, every POLL_INTERVAL,
+        finds them.
         """
+
+    def highest_job_id(self) -> int | None:
+        """The id of the newest job: it grows with every job committed (one index lookup)."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"SELECT MAX(id) FROM {self.table}")
+            (highest,) = cursor.fetchone()
+        return cast(int | None, highest)
+
+    @staticmethod
+    def wake_if_higher(wake: Wake, highest: int | None, latest: int | None) -> int | None:
+        """Wake the workers if ``latest`` (the highest job id now) passed ``highest``; return
+        the new highest."""
+        if latest is not None and (highest is None or latest > highest):
+            wake(None)
+        return latest
 
     # Reading
 

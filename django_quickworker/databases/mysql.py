@@ -169,20 +169,11 @@ class MySQL(Database):
 
     async def watch_for_jobs(self, wake: Wake, in_db: InDb) -> None:
         """Wake the workers when the highest job id grows: one index lookup per interval,
-        for the whole host. A job that falls due later is the workers' own look-ahead's."""
+        for the whole host. Jobs that fall due later are the parent's look-ahead's."""
         highest = await in_db(self.highest_job_id)
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
-            latest = await in_db(self.highest_job_id)
-            if latest is not None and (highest is None or latest > highest):
-                wake(None)
-            highest = latest
-
-    def highest_job_id(self) -> int | None:
-        with self.connection.cursor() as cursor:
-            cursor.execute(f"SELECT MAX(id) FROM {self.table}")
-            (highest,) = cursor.fetchone()
-        return highest
+            highest = self.wake_if_higher(wake, highest, await in_db(self.highest_job_id))
 
     def estimate_rows(self, queryset: QuerySet[Any]) -> int | None:
         """The optimiser's estimate of the rows it reads (EXPLAIN's ``rows``)."""

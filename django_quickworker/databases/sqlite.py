@@ -1,12 +1,20 @@
-"""SQLite: one writer at a time, so one ``UPDATE … RETURNING`` claims atomically."""
+"""SQLite: one writer at a time, so one ``UPDATE … RETURNING`` claims atomically; wake-ups
+from watching the database's files."""
 
+import asyncio
+import os
 from collections.abc import Sequence
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Warning
 
-from django_quickworker.databases.base import ReturningClaim
+from django_quickworker.databases.base import InDb, ReturningClaim, Wake
 from django_quickworker.models import CLAIMABLE_INDEX
+
+# Seconds between looks at the database's files. A look is a stat() of two files, no query:
+# cheap enough to make an idle pool answer within tens of milliseconds.
+WATCH_INTERVAL = 0.025
+FileState = tuple[tuple[int, int] | None, ...]  # (modified ns, size) of each file, if any
 
 
 class SQLite(ReturningClaim):
@@ -34,6 +42,29 @@ class SQLite(ReturningClaim):
         """Nothing to do: SQLite's single write lock, taken from the transaction's start with
         ``transaction_mode="IMMEDIATE"`` (check quickworker.W001), serializes submissions."""
 
+    async def watch_for_jobs(self, wake: Wake, in_db: InDb) -> None:
+        """Wake the workers when the highest job id grows, looked up only when the database
+        or its write-ahead log changed on disk: every commit changes one of them."""
+        files = self.files()
+        if not files:  # an in-memory database: no other process can submit to it
+            return
+        state = file_state(files)  # before the query: a commit in between is then counted
+        highest = await in_db(self.highest_job_id)
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            latest_state = file_state(files)
+            if latest_state != state:
+                state = latest_state
+                highest = self.wake_if_higher(wake, highest, await in_db(self.highest_job_id))
+
+    def files(self) -> list[str]:
+        """The files a commit changes: the database, and its log in WAL mode ([] in memory)."""
+        name = str(self.connection.settings_dict["NAME"])
+        if self.connection.creation.is_in_memory_db(name):  # type: ignore[attr-defined]
+            return []
+        path = name.removeprefix("file:").split("?")[0]
+        return [path, f"{path}-wal"]
+
     def check(self, databases: Sequence[str] | None) -> list[CheckMessage]:
         """Warn when transactions start deferred, which makes concurrent writers fail."""
         mode = self.connection.settings_dict.get("OPTIONS", {}).get("transaction_mode")
@@ -48,3 +79,16 @@ class SQLite(ReturningClaim):
                 id="quickworker.W001",
             )
         ]
+
+
+def file_state(paths: list[str]) -> FileState:
+    """When each of ``paths`` was last modified, and its size (None: it does not exist)."""
+    states: list[tuple[int, int] | None] = []
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            states.append(None)
+        else:
+            states.append((stat.st_mtime_ns, stat.st_size))
+    return tuple(states)
