@@ -51,6 +51,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TICK = 0.1  # seconds between checks of timeouts, restarts and the shutdown deadline
+IDLE_TICK = 1.0  # seconds between those checks while there is nothing to time
 RELAYED = {"send-to-user", "broadcast", "progress"}  # worker messages meant for browsers
 KILL_GRACE = 5.0  # seconds a child gets to end its job (SIGUSR1) before SIGKILL
 CANCEL_CHECK_INTERVAL = 1.0  # seconds between looks for running jobs an operator cancelled
@@ -117,6 +118,7 @@ class Supervisor:
         self.exit_code = 0
         self.deadline = 0.0
         self.spawn = multiprocessing.get_context("spawn")  # no inherited connections or threads
+        self.timing = asyncio.Event()  # something for the tick to time began: see until_next_tick
         self.wakeups = WakeUps(self.children.values, queues, lambda child: self.send(child, "wake"))
 
     def run(self) -> int:
@@ -258,6 +260,7 @@ class Supervisor:
         if kind == "idle":
             self.wakeups.went_idle(child)
         elif kind == "job-started":
+            self.timing.set()
             child.idle = False
             child.job_id = data["job_id"]
             child.job_started_at = time.monotonic()
@@ -349,6 +352,7 @@ class Supervisor:
                 delay,
             )
         self.restart_at[child.slot] = time.monotonic() + delay
+        self.timing.set()
 
     # Waking, timeouts and leases
 
@@ -368,7 +372,19 @@ class Supervisor:
             if self.stopping and not self.stopping_now and now >= self.deadline:
                 logger.warning("shutdown timeout reached: stopping the running jobs")
                 self.stop_now()
+            await self.until_next_tick()
+
+    async def until_next_tick(self) -> None:
+        """Sleep a TICK while there is something to time (a job, a restart, a child told to
+        end, a drain), else up to IDLE_TICK, until ``timing`` says there is: an idle pool
+        then wakes its parent once a second, not ten times."""
+        self.timing.clear()
+        children = self.children.values()
+        if self.stopping or self.restart_at or any(c.job_id or c.ended_at for c in children):
             await asyncio.sleep(TICK)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.timing.wait(), IDLE_TICK)
 
     def enforce_timeout(self, child: Child, now: float) -> None:
         if child.ended_at is not None:
@@ -391,6 +407,7 @@ class Supervisor:
         if self.metrics:
             self.metrics.job_ending(child.slot, outcome)
         child.ended_at = time.monotonic()
+        self.timing.set()
         child.ended_job_id = child.job_id
         child.end_request.value = child.job_id or 0
         with contextlib.suppress(ProcessLookupError):
@@ -502,6 +519,7 @@ class Supervisor:
         )
         self.stopping = True
         self.deadline = time.monotonic() + self.shutdown_timeout
+        self.timing.set()
         self.restart_at.clear()
         for child in self.children.values():
             self.send(child, "stop")

@@ -11,9 +11,9 @@ from django.core.checks import CheckMessage, Warning
 from django_quickworker.databases.base import InDb, ReturningClaim, Wake
 from django_quickworker.models import CLAIMABLE_INDEX
 
-# Seconds between looks at the database's files. A look is a stat() of two files, no query:
-# cheap enough to make an idle pool answer within tens of milliseconds.
-WATCH_INTERVAL = 0.025
+# Seconds between looks at the database's files. A look is a stat() of two files, no query,
+# and costs the parent about 0.2 ms of CPU with the event loop's wake-up: 0.4% of a core.
+WATCH_INTERVAL = 0.05
 FileState = tuple[tuple[int, int] | None, ...]  # (modified ns, size) of each file, if any
 
 

@@ -6,6 +6,7 @@ class DemoConfig(AppConfig):
     verbose_name = "Demo"
 
     def ready(self) -> None:
-        from demo.signal_log import connect_if_asked
+        from demo import signal_log, statement_log
 
-        connect_if_asked()
+        signal_log.connect_if_asked()
+        statement_log.connect_if_asked()

@@ -317,3 +317,112 @@ def wait_for(condition: Callable[[], bool], timeout: float) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"gave up after {timeout}s")
         time.sleep(0.05)
+
+
+def idle(workers: int, seconds: float = 10.0, jobs: int = 30) -> dict[str, Any]:
+    """What an idle ``runworkers`` costs: CPU of its whole process tree and statements per
+    second (counted by the processes, and by the server where it keeps count), then how
+    soon a job submitted to the idle pool starts (p50/p99 ms, one job at a time)."""
+    statement_log = Path(f"/tmp/quickworker-benchmark-statements-{os.getpid()}")
+    statement_log.write_bytes(b"")
+    baseline = server_statements_per_s(seconds)  # the rest of the server, without us
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(MANAGE),
+            "runworkers",
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
+        env={**os.environ, "DEBUG": "false", "DEMO_STATEMENT_LOG": str(statement_log)},
+        start_new_session=True,
+    )
+    try:
+        tree = psutil.Process(process.pid)
+        wait_for(lambda: len(worker_children(tree)) == workers, timeout=60)
+        wait_for(lambda: cpu_over(tree, 1.0) < 0.05, timeout=120)  # every worker up and idle
+        cpu_before, counted_before = tree_cpu_seconds(tree), statement_log.stat().st_size
+        started = time.monotonic()
+        server = server_statements_per_s(seconds)
+        elapsed = time.monotonic() - started
+        cpu = (tree_cpu_seconds(tree) - cpu_before) / elapsed
+        counted = (statement_log.stat().st_size - counted_before) / elapsed
+        delays = idle_latencies(jobs)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+        statement_log.unlink()
+    return {
+        "workers": workers,
+        "cpu_percent": 100 * cpu,
+        "statements_per_s": counted,
+        "server_statements_per_s": None if server is None else server - (baseline or 0.0),
+        "server_baseline_per_s": baseline,
+        "latency_p50_ms": statistics.median(delays),
+        "latency_p99_ms": delays[max(0, int(len(delays) * 0.99) - 1)],
+    }
+
+
+def cpu_over(tree: psutil.Process, seconds: float) -> float:
+    """The share of one core that ``tree`` used over the next ``seconds``."""
+    before = tree_cpu_seconds(tree)
+    time.sleep(seconds)
+    return (tree_cpu_seconds(tree) - before) / seconds
+
+
+def tree_cpu_seconds(parent: psutil.Process) -> float:
+    """CPU seconds (user and system) used so far by ``parent`` and its live descendants."""
+    total = 0.0
+    for process in [parent, *parent.children(recursive=True)]:
+        with _gone():
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def server_statements_per_s(seconds: float) -> float | None:
+    """Statements per second the database server counts over the next ``seconds`` (None:
+    SQLite, which has no server).
+
+    PostgreSQL counts transactions per database (each autocommit statement is one);
+    MariaDB and MySQL count statements for the whole server, other clients included,
+    which is why the idle section measures a baseline without runworkers too.
+    """
+    before = _server_count()
+    time.sleep(seconds)
+    after = _server_count()
+    if before is None or after is None:
+        return None
+    return (after - before - 1) / seconds  # less our own second look
+
+
+def _server_count() -> int | None:
+    if connection.vendor == "sqlite":
+        return None
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT xact_commit + xact_rollback FROM pg_stat_database "
+                "WHERE datname = current_database()"
+            )
+            (count,) = cursor.fetchone()
+        else:
+            cursor.execute("SHOW GLOBAL STATUS LIKE 'Questions'")
+            (_, count) = cursor.fetchone()
+    return int(count)
+
+
+def idle_latencies(jobs: int, pause: float = 0.3) -> list[float]:
+    """Submit-to-start in ms of ``jobs`` jobs, each submitted to an idle pool, sorted."""
+    delays = []
+    for i in range(jobs):
+        job = submit_job(tag=f"{TAG}idle:{i}", type="demo.noop", on_duplicate_tag="allow")
+        rows = WorkerJob.objects.filter(pk=job.pk, started__isnull=False)
+        wait_for(rows.exists, timeout=60)
+        (started,) = rows.values_list("started", flat=True)
+        delays.append((started - job.created_at).total_seconds() * 1000)
+        time.sleep(pause)  # the workers idle again
+    return sorted(delays)

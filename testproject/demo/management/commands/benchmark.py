@@ -9,7 +9,7 @@ from django.db import connection
 
 from demo import benchmark
 
-SECTIONS = ("throughput", "latency", "enqueue", "tasks", "scale", "memory")
+SECTIONS = ("throughput", "latency", "enqueue", "tasks", "scale", "memory", "idle")
 
 
 class Command(BaseCommand):
@@ -26,6 +26,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--scale-rows", type=int, default=1_000_000)
         parser.add_argument("--memory-jobs", type=int, default=100_000)
+        parser.add_argument("--idle-workers", type=int, default=4, help="(default: %(default)r)")
         parser.add_argument("--json", dest="json_path", help="Also write the results here.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -69,6 +70,9 @@ class Command(BaseCommand):
                 count = options["memory_jobs"]
                 checkpoints = (min(10_000, count // 10), count)
                 results["memory"] = benchmark.memory(count, workers, checkpoints)
+            if "idle" in sections:
+                results["idle"] = benchmark.idle(options["idle_workers"])
+                benchmark.clear()
         finally:
             benchmark.clear()
         self.stdout.write(report(results))
@@ -160,4 +164,23 @@ def report(results: dict[str, Any]) -> str:
             lines.append(
                 f"                 children after {count} jobs: {[round(r) for r in rss]} MB"
             )
+    if "idle" in results:
+        lines += idle_report(results["idle"])
     return "\n".join(lines)
+
+
+def idle_report(idle: dict[str, Any]) -> list[str]:
+    server = idle["server_statements_per_s"]
+    counted_by_server = (
+        ""
+        if server is None
+        else f", {server:.1f}/s counted by the server (less {idle['server_baseline_per_s']:.1f}/s"
+        " of other clients)"
+    )
+    return [
+        f"idle             {idle['workers']} workers: {idle['cpu_percent']:.2f}% of one core "
+        f"(whole process tree), {idle['statements_per_s']:.1f} statements/s counted by the "
+        f"processes{counted_by_server}",
+        f"idle wake-up     p50 {idle['latency_p50_ms']:.1f} ms, p99 {idle['latency_p99_ms']:.1f} ms"
+        " (submit to start, pool idle)",
+    ]
