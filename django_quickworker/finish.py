@@ -62,20 +62,26 @@ def finish_job(
     """
     retry_delay = _retry_delay(job, outcome)
     if retry_delay is None and not job.cron_schedule:
-        _record(job, outcome, timezone.now(), lease_expired_before)  # the hot path: one UPDATE
+        # The hot path: one UPDATE.
+        _database().retrying(lambda: _record(job, outcome, timezone.now(), lease_expired_before))
         return None
-    # Due times are compared with the database's clock: the retry's and the next
-    # occurrence's are counted from it, whatever this host's clock says.
-    now = _database().current_time()
-    # The outcome, the retry and the next occurrence land together or not at all.
-    with transaction.atomic(using=router.db_for_write(WorkerJob), savepoint=False):
-        if not _record(job, outcome, now, lease_expired_before):
-            return None
-        # Cancelling a run of a submitted cron job ends its chain; one declared in code goes
-        # on (the code still declares it), so cancelling skips just that occurrence.
-        if job.cron_schedule and (not outcome.cancelled or is_declared_in_code(job)):
-            schedule_next_occurrence(job, now)
-        return None if retry_delay is None else resubmit(job, due=now + retry_delay)
+
+    def record_and_continue() -> WorkerJob | None:
+        # Due times are compared with the database's clock: the retry's and the next
+        # occurrence's are counted from it, whatever this host's clock says.
+        now = _database().current_time()
+        # The outcome, the retry and the next occurrence land together or not at all.
+        with transaction.atomic(using=router.db_for_write(WorkerJob), savepoint=False):
+            if not _record(job, outcome, now, lease_expired_before):
+                return None
+            # Cancelling a run of a submitted cron job ends its chain; one declared in code
+            # goes on (the code still declares it), so cancelling skips just that occurrence.
+            if job.cron_schedule and (not outcome.cancelled or is_declared_in_code(job)):
+                schedule_next_occurrence(job, now)
+            return None if retry_delay is None else resubmit(job, due=now + retry_delay)
+
+    # A deadlock rolls the whole transaction back: it is run again, from the start.
+    return _database().retrying(record_and_continue)
 
 
 def finish_safely(

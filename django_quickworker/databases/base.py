@@ -4,7 +4,7 @@ import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 from django.conf import settings
 from django.core.checks import CheckMessage
@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from django_quickworker.models import Status, WorkerJob
 
+T = TypeVar("T")
 Wake = Callable[[str | None], None]  # wakes idle workers (of a queue, or of all: None)
 InDb = Callable[..., Awaitable[Any]]  # runs a function on the supervisor's database thread
 
@@ -60,6 +61,11 @@ class Database:
         """Write ``changes`` onto ``job``'s row if still leased to it, then claim the next
         job; return how many rows the finish changed (0 or 1) and the claimed job."""
         raise NotImplementedError
+
+    def retrying(self, operation: Callable[[], T]) -> T:
+        """Run ``operation`` (its own transaction), again if the database refused it for a
+        reason that is no fault of it (a deadlock, on databases that have them)."""
+        return operation()
 
     def next_due(
         self, queues: Sequence[str] | None, types: Sequence[str] | None

@@ -34,7 +34,7 @@ T = TypeVar("T")
 # Errors after which InnoDB has rolled back (deadlock) or refused (lock wait timeout) a
 # statement that succeeds when run again; never the job's fault.
 RETRIED_ERRORS = {1213: "deadlock", 1205: "lock wait timeout"}
-WATCH_INTERVAL = 0.15  # seconds between the supervisor's looks at the highest job id
+WATCH_INTERVAL = 0.12  # seconds between the supervisor's looks at the highest job id
 STRICTER_THAN_READ_COMMITTED = {"REPEATABLE-READ", "SERIALIZABLE"}
 
 
