@@ -19,7 +19,7 @@ from django_quickworker.schedule import to_timedelta
 
 #: Every ``QUICKWORKER`` setting with its default.
 DEFAULTS: dict[str, Any] = {
-    "POLL_INTERVAL": 1.0,  # seconds an idle worker waits before looking for due jobs again
+    "POLL_INTERVAL": 1.0,  # seconds, at most, between the parent's looks for due jobs
     "LEASE": 60,  # seconds a claimed job stays leased without renewal before it is rescued
     "SHUTDOWN_TIMEOUT": 30,  # seconds running jobs get to finish after the first SIGTERM
     "RETAIN_SUCCEEDED": 3600,  # seconds a succeeded row is kept after it finished (1 hour)
