@@ -5,7 +5,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 
@@ -19,7 +18,6 @@ from django_quickworker.databases import MODULES, database
 from django_quickworker.databases.base import Claim
 from django_quickworker.finish import Outcome, finish_and_claim_next
 from django_quickworker.models import CLAIMABLE_INDEX, Status, WorkerJob
-from tests.conftest import StartRunworkers, wait_until
 
 UNSUPPORTED_PROJECT = textwrap.dedent(
     """
@@ -166,20 +164,3 @@ def test_a_lock_wait_timeout_is_retried_not_a_failed_job(caplog: pytest.LogCaptu
     assert (job.status, job.result) == (Status.SUCCEEDED, {"sum": 3})
     assert "lock wait timeout, trying again" in caplog.text
     connection.close()  # the next test gets the default lock wait timeout
-
-
-@pytest.mark.mysql
-@pytest.mark.postgresql
-def test_an_idle_pool_starts_a_new_job_without_waiting_for_its_poll(
-    start_runworkers: StartRunworkers,
-) -> None:
-    # The workers poll every 30 s; NOTIFY (PostgreSQL) or the parent's watch of the highest
-    # job id (MySQL) must wake them long before.
-    runner = start_runworkers("--workers", "2", env={"QUICKWORKER": '{"POLL_INTERVAL": 30}'})
-    wait_until(lambda: len(runner.children()) == 2, what="two workers")
-    time.sleep(2)  # both idle, waiting on their parent
-    job = submit_job(tag="woken", type="demo.add", data={"a": 1, "b": 2})
-    submitted = time.monotonic()
-
-    wait_until(lambda: WorkerJob.objects.get(pk=job.pk).status == Status.SUCCEEDED, 10, "the job")
-    assert time.monotonic() - submitted < 5, runner.output
