@@ -3,6 +3,7 @@ side on the same database, so that the ratios hold on a shared, noisy machine.""
 
 import multiprocessing
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -424,5 +425,7 @@ def idle_latencies(jobs: int, pause: float = 0.3) -> list[float]:
         wait_for(rows.exists, timeout=60)
         (started,) = rows.values_list("started", flat=True)
         delays.append((started - job.created_at).total_seconds() * 1000)
-        time.sleep(pause)  # the workers idle again
+        # The workers idle again; a pause of varying length, or it would keep step with the
+        # parent's watch interval and measure one phase of it.
+        time.sleep(pause * random.uniform(0.5, 1.5))
     return sorted(delays)
