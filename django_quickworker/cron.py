@@ -108,3 +108,11 @@ def schedule_next_occurrence(job: WorkerJob, now: datetime) -> WorkerJob | None:
     )
     insert([next_run], alias)
     return next_run
+
+
+def missing_cron_jobs() -> list[str]:
+    """Tags of the cron jobs declared in code (here or by a live runworkers) whose chain has
+    no pending or running row: nothing would run them until a runworkers schedules them."""
+    tags = [CRON_TAG_PREFIX + name for name in processes.cron_schedules()]
+    live = pending_cron_rows(tags) | running_cron_rows(tags)
+    return sorted(set(tags) - set(live.values_list("tag", flat=True)))
