@@ -37,32 +37,28 @@ class Kind(str, Enum):
 
 @dataclass(frozen=True)
 class Message:
-    """One message over the pipe."""
+    """One message over the pipe; its class says which ``Kind``."""
 
     kind: ClassVar[Kind]
 
+    def __init_subclass__(cls, kind: Kind, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.kind = kind
+
 
 @dataclass(frozen=True)
-class WorkerStarted(Message):
-    kind = Kind.WORKER_STARTED
+class WorkerStarted(Message, kind=Kind.WORKER_STARTED):
     worker: str
     pid: int
 
 
 @dataclass(frozen=True)
-class WorkerError(Message):
-    kind = Kind.WORKER_ERROR
+class WorkerError(Message, kind=Kind.WORKER_ERROR):
     traceback: str
 
 
 @dataclass(frozen=True)
-class Idle(Message):
-    kind = Kind.IDLE
-
-
-@dataclass(frozen=True)
-class JobStarted(Message):
-    kind = Kind.JOB_STARTED
+class JobStarted(Message, kind=Kind.JOB_STARTED):
     job_id: int
     timeout: float | None  # seconds; None: no timeout
     attempt: int
@@ -72,27 +68,25 @@ class JobStarted(Message):
 
 
 @dataclass(frozen=True)
-class JobFinished(Message):
-    kind = Kind.JOB_FINISHED
+class JobFinished(Message, kind=Kind.JOB_FINISHED):
     job_id: int
     success: bool
 
 
+# The messages that say all in their kind.
+class Idle(Message, kind=Kind.IDLE): ...
+
+
+class Wake(Message, kind=Kind.WAKE): ...
+
+
+class Stop(Message, kind=Kind.STOP): ...
+
+
 @dataclass(frozen=True)
-class Live(Message):
-    kind = Kind.LIVE
+class Live(Message, kind=Kind.LIVE):
     group: str  # the Channels group: one user's sockets, or the broadcast group
     event: dict[str, Any]  # the channel layer event, already validated and encoded
-
-
-@dataclass(frozen=True)
-class Wake(Message):
-    kind = Kind.WAKE
-
-
-@dataclass(frozen=True)
-class Stop(Message):
-    kind = Kind.STOP
 
 
 class Transport(Protocol):
