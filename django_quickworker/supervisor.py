@@ -29,8 +29,7 @@ from django_quickworker import processes, worker
 from django_quickworker.conf import conf
 from django_quickworker.cron import ensure_cron_jobs
 from django_quickworker.databases import database
-from django_quickworker.finish import (
-    DATABASE_UNAVAILABLE,
+from django_quickworker.leases import (
     end_jobs_of,
     jobs_asked_to_cancel,
     release_jobs_of,
@@ -38,6 +37,7 @@ from django_quickworker.finish import (
     rescue_expired_jobs,
 )
 from django_quickworker.models import WorkerJob
+from django_quickworker.outages import DATABASE_UNAVAILABLE, retry_on_db_error
 from django_quickworker.protocol import (
     Idle,
     JobFinished,
@@ -497,7 +497,7 @@ class Supervisor:
         (until a signal asks runworkers to stop)."""
         return await self.loop.run_in_executor(
             self.db,
-            worker.retry_on_db_error,
+            retry_on_db_error,
             lambda: function(*args),
             function.__name__,
             lambda: self.stopping,
