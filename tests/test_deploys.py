@@ -22,8 +22,8 @@ from django_quickworker.cron import (
 from django_quickworker.exceptions import InvalidCronSchedule, InvalidOption
 from django_quickworker.finish import Outcome, finish_job
 from django_quickworker.models import Status, WorkerJob, WorkerProcess
+from django_quickworker.overview import summarize
 from django_quickworker.registry import JobRegistry, JobType
-from django_quickworker.status import summarize
 from tests.conftest import StartRunworkers, wait_until
 
 LEASE = timedelta(seconds=60)
