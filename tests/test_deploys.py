@@ -217,7 +217,7 @@ def test_runworkers_gives_a_cancelled_cron_occurrence_its_successor(
     runner = start_runworkers("--workers", "1", env={"QUICKWORKER": '{"LEASE": 2}'})
     [row] = wait_until(lambda: pending(CLEANUP_TAG), what="the cleanup's pending row")
     WorkerJob.objects.filter(pk=row.pk).cancel("an operator skipped it")
-    [following] = wait_until(lambda: pending(CLEANUP_TAG), 15, "its successor")
+    [following] = wait_until(lambda: pending(CLEANUP_TAG), what="its successor")
     assert following.pk != row.pk
     assert runner.process.poll() is None
 
