@@ -32,7 +32,7 @@ from django_quickworker.tasks.framework import (
     task_enqueued,
 )
 from django_quickworker.tasks.results import INTERRUPTED
-from django_quickworker.tasks.runner import run_task
+from django_quickworker.tasks.runner import resolve_task, run_task
 from tests.test_submit import _mark, _next_payloads
 
 pytestmark = pytest.mark.django_db
@@ -330,6 +330,21 @@ def test_the_worker_runs_only_tasks_of_aliases_that_use_this_backend(options_bac
         pytest.raises(InvalidTask, match="'elsewhere' is not a QuickworkerBackend"),
     ):
         run_task(JobContext(row))
+
+
+def test_a_task_is_resolved_once_and_other_aliases_are_still_checked() -> None:
+    row = WorkerJob(type="demo.tasks.add", data={}, priority=0, queue="default")
+    first = resolve_task(row)
+    assert first[0] is tasks.add and resolve_task(row) is first  # kept, not imported again
+    moved = WorkerJob(type="demo.tasks.add", data={}, priority=7, queue="other")
+    assert (resolve_task(moved)[0].priority, resolve_task(moved)[0].queue_name) == (7, "other")
+    row.data = {"backend": "elsewhere"}  # an alias TASKS does not have
+    with pytest.raises(InvalidTask, match="'elsewhere' is not a QuickworkerBackend"):
+        resolve_task(row)
+    with override_settings(TASKS={"elsewhere": {"BACKEND": BACKEND}}):
+        assert resolve_task(row)[1].alias == "elsewhere"  # a refusal was not kept
+    with pytest.raises(InvalidTask, match="'elsewhere' is not a QuickworkerBackend"):
+        resolve_task(row)  # nor the resolution made under settings that are gone
 
 
 # Django 6.1 and the backport pass @task's extra keyword arguments to the task class.
