@@ -235,6 +235,18 @@ def options_task() -> None:
     """A task function for the option tests, defined at module level as tasks must be."""
 
 
+def options_task_with(**options: Any) -> QuickworkerTask:
+    """``options_task`` as a task of the alias "opts", with ``options`` of its own."""
+    return QuickworkerTask(
+        func=options_task,
+        backend="opts",
+        priority=0,
+        queue_name="default",
+        run_after=None,
+        **options,
+    )
+
+
 BACKEND = "django_quickworker.tasks.QuickworkerBackend"
 
 
@@ -254,16 +266,7 @@ def options_backend(job_registry: JobRegistry) -> Any:
 
 def test_per_task_options_override_the_alias_defaults(options_backend: Any) -> None:
     with options_backend({"MAX_ATTEMPTS": 2, "RETRY_BACKOFF": "exponential", "TIMEOUT": 60}):
-        defined = QuickworkerTask(
-            func=options_task,
-            backend="opts",
-            priority=0,
-            queue_name="default",
-            run_after=None,
-            timeout=5,
-            tag="only-one",
-            on_duplicate_tag="skip",
-        )
+        defined = options_task_with(timeout=5, tag="only-one", on_duplicate_tag="skip")
         first = defined.enqueue()
         again = defined.enqueue()
     row = WorkerJob.objects.get()
@@ -303,14 +306,7 @@ def test_bad_options_stop_the_backend_naming_them(
 
 def test_bad_per_task_options_are_refused_naming_them(options_backend: Any) -> None:
     with options_backend({}), pytest.raises(InvalidTask, match="max_attempts=0"):
-        QuickworkerTask(
-            func=options_task,
-            backend="opts",
-            priority=0,
-            queue_name="default",
-            run_after=None,
-            max_attempts=0,
-        )
+        options_task_with(max_attempts=0)
 
 
 def test_the_worker_runs_only_tasks_of_aliases_that_use_this_backend(options_backend: Any) -> None:
