@@ -328,6 +328,18 @@ def test_the_worker_runs_only_tasks_of_aliases_that_use_this_backend(options_bac
         run_task(JobContext(row))
 
 
+@task
+def returns_a_date() -> datetime:
+    """A task whose return value JSON cannot carry."""
+    return datetime(2026, 1, 1)
+
+
+def test_a_return_value_that_does_not_survive_json_fails_the_run_naming_it() -> None:
+    row = WorkerJob.objects.get(pk=returns_a_date.enqueue().id)
+    with pytest.raises(InvalidTask, match=r"return value=datetime\.datetime\(2026, 1, 1, 0, 0\)"):
+        run_task(JobContext(row))  # the worker's job boundary records it as the run's error
+
+
 def test_a_task_is_resolved_once_and_other_aliases_are_still_checked() -> None:
     row = WorkerJob(type="demo.tasks.add", data={}, priority=0, queue="default")
     first = resolve_task(row)
