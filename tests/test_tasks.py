@@ -32,7 +32,7 @@ from django_quickworker.tasks.framework import (
     task_enqueued,
 )
 from django_quickworker.tasks.results import INTERRUPTED
-from django_quickworker.tasks.runner import resolve_task, run_task
+from django_quickworker.tasks.runner import resolved_once, run_task
 from tests.test_submit import _mark, _next_payloads
 
 pytestmark = pytest.mark.django_db
@@ -343,17 +343,17 @@ def test_a_return_value_that_does_not_survive_json_fails_the_run_naming_it() -> 
 
 def test_a_task_is_resolved_once_and_other_aliases_are_still_checked() -> None:
     row = WorkerJob(type="demo.tasks.add", data={}, priority=0, queue="default")
-    first = resolve_task(row)
-    assert first[0] is tasks.add and resolve_task(row) is first  # kept, not imported again
+    first = resolved_once(row)
+    assert first[0] is tasks.add and resolved_once(row) is first  # kept, not imported again
     moved = WorkerJob(type="demo.tasks.add", data={}, priority=7, queue="other")
-    assert (resolve_task(moved)[0].priority, resolve_task(moved)[0].queue_name) == (7, "other")
+    assert (resolved_once(moved)[0].priority, resolved_once(moved)[0].queue_name) == (7, "other")
     row.data = {"backend": "elsewhere"}  # an alias TASKS does not have
     with pytest.raises(InvalidTask, match="'elsewhere' is not a QuickworkerBackend"):
-        resolve_task(row)
+        resolved_once(row)
     with override_settings(TASKS={"elsewhere": {"BACKEND": BACKEND}}):
-        assert resolve_task(row)[1].alias == "elsewhere"  # a refusal was not kept
+        assert resolved_once(row)[1].alias == "elsewhere"  # a refusal was not kept
     with pytest.raises(InvalidTask, match="'elsewhere' is not a QuickworkerBackend"):
-        resolve_task(row)  # nor the resolution made under settings that are gone
+        resolved_once(row)  # nor the resolution made under settings that are gone
 
 
 # Django 6.1 and the backport pass @task's extra keyword arguments to the task class.
