@@ -218,10 +218,19 @@ class Chaos:
         assert self.fault_in_progress is not None
         self.fault_in_progress.in_flight = self.running_ids(pids)
 
+    def caught_busy(self, host: Host) -> None:
+        """Wait (up to 10 s) until ``host`` runs jobs, so that the fault catches some."""
+        deadline = time.monotonic() + 10
+        while not self.running_ids(host.worker_pids()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.caught(host.worker_pids())
+        assert self.fault_in_progress is not None
+        self.fault_in_progress.moment = time.monotonic()
+
     def kill(self, whole_host: bool) -> None:
         """Kill the first host's parent, or its whole tree; then start it again."""
         host = self.hosts[0]
-        self.caught(host.worker_pids())
+        self.caught_busy(host)
         if whole_host:
             host.kill_and_restart()
         else:
@@ -247,7 +256,7 @@ class Chaos:
         next heartbeat; its jobs' rescue by the others is the recovery)."""
         host, fault = self.hosts[1], self.fault_in_progress
         assert host.proxy is not None and fault is not None
-        self.caught(host.worker_pids())
+        self.caught_busy(host)
         moment = time.monotonic()
         host.proxy.cut()
         while time.monotonic() - moment < CUT:
