@@ -13,8 +13,8 @@ import pytest
 
 from tests.conftest import MANAGE, REPO
 
-# The run's own server, whatever the tests' database: once, in the PostgreSQL envs; about a
-# minute.
+# The run's own server, whatever the tests' database: once, in the PostgreSQL envs. One to
+# four minutes (the faults wait for leases to run out; worker starts are slow on a busy box).
 pytestmark = [pytest.mark.postgresql, pytest.mark.heavy]
 
 
