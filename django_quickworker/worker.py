@@ -14,7 +14,6 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
@@ -31,17 +30,16 @@ from django_quickworker.exceptions import (
     UnknownJobType,
 )
 from django_quickworker.finish import (
-    DATABASE_UNAVAILABLE,
     Outcome,
     announce_finished,
     fail_instead,
     finish_and_claim_next,
     finish_safely,
-    release_job,
-    release_jobs_of,
 )
+from django_quickworker.leases import release_job, release_jobs_of
 from django_quickworker.models import WorkerJob
 from django_quickworker.notifications import notify_user
+from django_quickworker.outages import DATABASE_UNAVAILABLE, retry_on_db_error
 from django_quickworker.payload import storable_text, validate_payload
 from django_quickworker.protocol import (
     Idle,
@@ -64,8 +62,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PARENT_CHECK_INTERVAL = 1.0  # seconds between checks that the parent is still alive
-MAX_DB_RETRY_DELAY = 10.0  # seconds, the cap of the reconnect backoff
-STOP_CHECK_INTERVAL = 0.1  # seconds between looks for a stop request while reconnecting
 
 
 def worker_id(slot: int, token: str, pid: int | None = None) -> str:
@@ -81,29 +77,15 @@ def run_worker(
     pipe: Connection,
     end_request: ctypes.c_longlong,
     burst: bool,
-    log_level: str,
     token: str,
 ) -> None:
     """Work until told to stop; report an unexpected error to the parent before dying."""
-    configure_logging(log_level)
     worker = Worker(slot, queues, pipe, burst, end_request, token)
     try:
         worker.run()
     except Exception:
         worker.parent.send(WorkerError(traceback.format_exc()))
         raise
-
-
-def configure_logging(level: str) -> None:
-    """Set django_quickworker's log level, and give it a handler if the project has none."""
-    package_logger = logging.getLogger("django_quickworker")
-    package_logger.setLevel(level.upper())
-    if not package_logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
-        )
-        package_logger.addHandler(handler)
 
 
 class Worker:
@@ -386,34 +368,6 @@ def _retry_outcome(job: WorkerJob, request: RetryJob) -> Outcome:
         return Outcome.failure(str(error))
     message = storable_text(str(request))
     return Outcome(False, {"error": message}, retry_requested=True, retry_delay=delay)
-
-
-def retry_on_db_error(
-    operation: Callable[[], T], what: str, should_stop: Callable[[], bool] = lambda: False
-) -> T:
-    """Run ``operation``; while the database is unreachable, reconnect with backoff and retry.
-
-    Once ``should_stop()`` says so (a signal came), the database error is raised instead:
-    a process asked to stop must not wait for a database that may never come back.
-    """
-    delay = 0.1
-    while True:
-        try:
-            return operation()
-        except DATABASE_UNAVAILABLE as error:
-            if should_stop():
-                logger.warning("database unavailable during %s; stopping: %s", what, error)
-                raise
-            logger.warning(
-                "database unavailable during %s, retrying in %.1fs: %s", what, delay, error
-            )
-            connections.close_all()
-            remaining = delay
-            while remaining > 0 and not should_stop():  # in steps, to notice a stop soon
-                step = min(STOP_CHECK_INTERVAL, remaining)
-                time.sleep(step)
-                remaining -= step
-            delay = min(delay * 2, MAX_DB_RETRY_DELAY)
 
 
 def _seconds(duration: Any) -> float | None:
