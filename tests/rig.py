@@ -1,77 +1,30 @@
-"""The multi-host rig: a TCP proxy per host in front of the database, that a test cuts (a
-partition: every connection through it dropped, new ones refused) and restores."""
+"""The multi-host rig of the tests: runworkers trees started as hosts of their own (each its
+start token), reaching the database through a proxy of their own (demo.hosts) that a test
+cuts for a partition, or with their clock shifted."""
 
-import contextlib
-import socket
-import threading
-from collections.abc import Iterator
+import pytest
 
-
-class Proxy:
-    """Forwards 127.0.0.1:``port`` to ``target``, on threads of the test process."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self.listener.getsockname()[1]
-        self.cut_off = False
-        self.sockets: set[socket.socket] = set()
-        self.lock = threading.Lock()
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:  # closed
-                return
-            if self.cut_off:
-                client.close()
-                continue
-            try:
-                server = socket.create_connection(self.target)
-            except OSError:
-                client.close()
-                continue
-            with self.lock:
-                self.sockets |= {client, server}
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self.pipe, args=(source, sink), daemon=True).start()
-
-    def pipe(self, source: socket.socket, sink: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                sink.sendall(data)
-        for end in (source, sink):
-            self.drop(end)
-
-    def drop(self, end: socket.socket) -> None:
-        with self.lock:
-            self.sockets.discard(end)
-        with contextlib.suppress(OSError):
-            end.shutdown(socket.SHUT_RDWR)
-        end.close()
-
-    def cut(self) -> None:
-        """Drop every connection and refuse new ones, until ``restore``."""
-        self.cut_off = True
-        with self.lock:
-            ends = list(self.sockets)
-        for end in ends:
-            self.drop(end)
-
-    def restore(self) -> None:
-        self.cut_off = False
-
-    def close(self) -> None:
-        self.cut()
-        self.listener.close()
+from demo.hosts import MissingFaketime, Proxy, skewed_clock
+from django_quickworker.models import WorkerProcess
+from tests.conftest import Runworkers, database_url, wait_until
 
 
-@contextlib.contextmanager
-def proxy_to(host: str, port: int) -> Iterator[Proxy]:
-    proxy = Proxy((host, port))
+def through(proxy: Proxy) -> dict[str, str]:
+    """The environment of a host that reaches the test database through ``proxy``."""
+    return {"DATABASE_URL": proxy.url(database_url())}
+
+
+def skewed(seconds: int) -> dict[str, str]:
+    """The environment of a host whose clock is ``seconds`` off."""
     try:
-        yield proxy
-    finally:
-        proxy.close()
+        return skewed_clock(seconds)
+    except MissingFaketime as error:
+        pytest.fail(str(error))
+
+
+def ready(runner: Runworkers) -> None:
+    """Wait until ``runner`` has written its WorkerProcess row."""
+    wait_until(
+        lambda: WorkerProcess.objects.filter(name__contains=f":{runner.process.pid}:").exists(),
+        what="runworkers to start",
+    )

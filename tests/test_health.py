@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from demo.pgcluster import free_port
+from demo.dbserver import free_port
 from tests.conftest import StartRunworkers, wait_until
 from tests.test_outage import Server, cluster, manage
 

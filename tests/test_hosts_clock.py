@@ -9,42 +9,20 @@ database's clock is the host's own (it runs in the process), so these run on ser
 import time
 from datetime import timedelta
 from itertools import pairwise
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
 
 from demo.models import Execution
 from django_quickworker import submit_job
-from django_quickworker.models import Status, WorkerJob, WorkerProcess
-from tests.conftest import Runworkers, StartRunworkers, wait_until
+from django_quickworker.models import Status, WorkerJob
+from tests.conftest import StartRunworkers, wait_until
+from tests.rig import ready, skewed
 from tests.test_hosts import LEASE, SETTINGS, reached, running_job
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.mysql, pytest.mark.heavy]
 
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 SKEW = 600  # seconds
-
-
-def skewed(seconds: int) -> dict[str, str]:
-    """The environment of a runworkers whose clock is ``seconds`` off (its children's too)."""
-    if not LIBFAKETIME.exists():
-        pytest.fail(f"{LIBFAKETIME} is missing: install Debian's faketime package.")
-    return {
-        **SETTINGS,
-        "LD_PRELOAD": str(LIBFAKETIME),
-        "FAKETIME": f"{seconds:+d}s",
-        # Monotonic time is shifted too (libfaketime's sleeps fail with EINVAL otherwise),
-        # by the same constant: the supervisor's timers stay true.
-        "FAKETIME_FORCE_MONOTONIC_FIX": "1",
-    }
-
-
-def ready(runner: Runworkers) -> None:
-    wait_until(
-        lambda: WorkerProcess.objects.filter(name__contains=f":{runner.process.pid}:").exists(),
-        what="runworkers to start",
-    )
 
 
 def host_clock_offset(job: WorkerJob) -> float:
@@ -58,7 +36,7 @@ def test_a_fast_host_rescues_no_live_job_and_runs_no_delayed_job_early(
     start_runworkers: StartRunworkers,
 ) -> None:
     start_runworkers("--workers", "1", "--queues", "true", env=SETTINGS)
-    fast = start_runworkers("--workers", "1", "--queues", "fast", env=skewed(SKEW))
+    fast = start_runworkers("--workers", "1", "--queues", "fast", env={**SETTINGS, **skewed(SKEW)})
     ready(fast)
     live = running_job("true", 2 * LEASE)  # outlives its lease twice: renewed by its host
     live_worker = live.worker
@@ -82,7 +60,7 @@ def test_a_slow_host_runs_due_jobs_on_time_and_keeps_its_leases(
     start_runworkers: StartRunworkers,
 ) -> None:
     start_runworkers("--workers", "1", "--queues", "true", env=SETTINGS)
-    slow = start_runworkers("--workers", "2", "--queues", "slow", env=skewed(-SKEW))
+    slow = start_runworkers("--workers", "2", "--queues", "slow", env={**SETTINGS, **skewed(-SKEW)})
     ready(slow)
     submitted = time.monotonic()
     due_now = submit_job(tag="now", type="demo.record", queue="slow", data={"seconds": 2 * LEASE})
@@ -107,7 +85,7 @@ def test_hosts_ten_minutes_fast_and_slow_run_each_tick_of_a_cron_job_once(
     start_runworkers: StartRunworkers,
 ) -> None:
     hosts = [
-        start_runworkers("--workers", "1", "--queues", "ticks", env=skewed(seconds))
+        start_runworkers("--workers", "1", "--queues", "ticks", env={**SETTINGS, **skewed(seconds)})
         for seconds in (SKEW, -SKEW)
     ]
     for host in hosts:

@@ -10,14 +10,13 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 
+from demo.hosts import proxy_to
 from django_quickworker import submit_job
 from django_quickworker.models import Status, WorkerJob, WorkerProcess
 from tests.conftest import Runworkers, StartRunworkers, database_url, wait_until
-from tests.rig import proxy_to
+from tests.rig import ready, through
 from tests.test_hosts import LEASE, SETTINGS, reached, running_job
-from tests.test_hosts_clock import ready
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.mysql, pytest.mark.heavy]
 
@@ -33,10 +32,8 @@ def heartbeat_of(runner: Runworkers) -> object:
 def test_a_host_cut_off_for_two_leases_stops_its_zombies_and_records_nothing_late(
     start_runworkers: StartRunworkers,
 ) -> None:
-    settings = connection.settings_dict
-    with proxy_to(settings["HOST"], int(settings["PORT"] or 5432)) as proxy:
-        through_proxy = database_url({**settings, "HOST": "127.0.0.1", "PORT": proxy.port})
-        environment = {**SETTINGS, "DATABASE_URL": through_proxy}
+    with proxy_to(database_url()) as proxy:
+        environment = {**SETTINGS, **through(proxy)}
         cut_off = start_runworkers("--workers", "2", "--queues", "work,solo", env=environment)
         ready(cut_off)
         zombie = submit_job(

@@ -16,8 +16,8 @@ from demo.models import Execution
 from django_quickworker import submit_job, submit_jobs
 from django_quickworker.models import Status, WorkerJob
 from tests.conftest import StartRunworkers, wait_until
+from tests.rig import ready
 from tests.test_hosts import LEASE, SETTINGS, reached, running_job
-from tests.test_hosts_clock import ready
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.mysql, pytest.mark.heavy]
 

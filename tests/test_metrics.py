@@ -13,7 +13,7 @@ from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from demo.pgcluster import free_port
+from demo.dbserver import free_port
 from django_quickworker import submit_job
 from django_quickworker.models import Status, WorkerJob, WorkerProcess
 from tests.conftest import StartRunworkers, wait_until

@@ -1,45 +1,38 @@
-"""A throwaway MariaDB server (mariadb-install-db into a temp dir, on a free port) for the
-tests that restart a server: never the shared one.
-
-Uses the binaries of Debian's mariadb-server package. The server skips its grant tables:
-it lives for one test, on 127.0.0.1 only.
-"""
+"""A throwaway MariaDB server (demo/dbserver.py), with the binaries of Debian's
+mariadb-server package. It skips its grant tables: it lives for one run, on 127.0.0.1 only."""
 
 import contextlib
-import os
-import shutil
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from demo.pgcluster import MissingServer, free_port
+from demo.dbserver import DatabaseServer, MissingServer
 
 SERVER = Path("/usr/sbin/mariadbd")
 INSTALL_DB = Path("/usr/bin/mariadb-install-db")
 
 
-@dataclass
-class MariaDBServer:
-    """A throwaway MariaDB server, run as the ``mysql`` OS user when we are root."""
+class MariaDBServer(DatabaseServer):
+    name = "mariadb"
+    os_user = "mysql"
+    scheme = "mysql"
+    superuser = "root"
+    process: "subprocess.Popen[bytes] | None" = None
 
-    root: Path
-    port: int
-    process: "subprocess.Popen[bytes] | None" = field(default=None)
+    @classmethod
+    def check_installed(cls) -> None:
+        if not (SERVER.is_file() and INSTALL_DB.is_file()):
+            raise MissingServer(
+                f"A throwaway MariaDB server needs {SERVER} and {INSTALL_DB}. Install Debian's "
+                "mariadb-server package: apt-get install mariadb-server."
+            )
 
     @property
-    def data(self) -> Path:
-        return self.root / "data"
+    def connection_errors(self) -> tuple[type[Exception], ...]:
+        import MySQLdb
 
-    @property
-    def server_log(self) -> Path:
-        return self.root / "server.log"
-
-    def url(self, database: str) -> str:
-        return f"mysql://root@127.0.0.1:{self.port}/{database}"
+        return (MySQLdb.OperationalError,)
 
     def connect(self, database: str | None = None) -> Any:
         import MySQLdb
@@ -55,14 +48,24 @@ class MariaDBServer:
         )
 
     @property
-    def connection_errors(self) -> tuple[type[Exception], ...]:
-        """What connecting raises while the server is down."""
-        import MySQLdb
+    def as_mysql(self) -> list[str]:
+        return [f"--user={self.os_user}"] if self.as_os_user else []
 
-        return (MySQLdb.OperationalError,)
+    def initialise(self) -> None:
+        subprocess.run(
+            [
+                str(INSTALL_DB),
+                "--no-defaults",
+                f"--datadir={self.data}",
+                "--skip-test-db",
+                "--auth-root-authentication-method=normal",
+                *self.as_mysql,
+            ],
+            check=True,
+            capture_output=True,
+        )
 
     def start(self) -> None:
-        as_mysql = ["--user=mysql"] if os.geteuid() == 0 else []
         with self.server_log.open("ab") as log:
             self.process = subprocess.Popen(
                 [
@@ -77,7 +80,7 @@ class MariaDBServer:
                     # Nothing here must survive an OS crash: skip the fsyncs.
                     "--innodb-flush-log-at-trx-commit=0",
                     "--innodb-buffer-pool-size=32M",
-                    *as_mysql,
+                    *self.as_mysql,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -93,49 +96,21 @@ class MariaDBServer:
             time.sleep(0.2)
 
     def stop(self, mode: str = "fast") -> None:
-        """A clean shutdown (SIGTERM): every connection is closed, transactions rolled back,
-        as PostgreSQL's "fast" mode does (``mode``: for the tests that stop either server)."""
+        """A clean shutdown (SIGTERM), as PostgreSQL's "fast" mode (``mode`` is not used:
+        one signature for either server)."""
         if self.process is not None:
             self.process.terminate()
             self.process.wait(60)
             self.process = None
 
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
 
-@contextlib.contextmanager
-def throwaway_mariadb(database: str) -> Iterator[MariaDBServer]:
-    """A MariaDB server of our own on a free port, with ``database`` created in it;
-    stopped and deleted on exit."""
-    if not (SERVER.is_file() and INSTALL_DB.is_file()):
-        raise MissingServer(
-            f"A throwaway MariaDB server needs {SERVER} and {INSTALL_DB}. Install Debian's "
-            "mariadb-server package: apt-get install mariadb-server."
-        )
-    root = Path(tempfile.mkdtemp(prefix="quickworker-mariadb-"))
-    server = MariaDBServer(root, free_port())
-    try:
-        if os.geteuid() == 0:
-            shutil.chown(root, "mysql", "mysql")  # the server runs as mysql
-        as_mysql = ["--user=mysql"] if os.geteuid() == 0 else []
-        subprocess.run(
-            [
-                str(INSTALL_DB),
-                "--no-defaults",
-                f"--datadir={server.data}",
-                "--skip-test-db",
-                "--auth-root-authentication-method=normal",
-                *as_mysql,
-            ],
-            check=True,
-            capture_output=True,
-        )
-        server.start()
-        with contextlib.closing(server.connect()) as connection:
+    def create_database(self, database: str) -> None:
+        with contextlib.closing(self.connect()) as connection:
             connection.cursor().execute(
                 f"CREATE DATABASE {database} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
             )
-        yield server
-    finally:
-        if server.process is not None:
-            server.process.kill()
-            server.process.wait()
-        shutil.rmtree(root, ignore_errors=True)

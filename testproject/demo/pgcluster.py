@@ -1,28 +1,17 @@
-"""A throwaway PostgreSQL cluster (initdb into a temp dir, on a free port) for the tests
-and the chaos command that restart a server: never the shared one.
-
-Uses the server binaries of Debian's postgresql package; run as the ``postgres`` OS user
-when we are root, since initdb refuses root.
-"""
+"""A throwaway PostgreSQL cluster (demo/dbserver.py), with the server binaries of Debian's
+postgresql package."""
 
 import contextlib
 import glob
-import os
 import re
-import shutil
-import socket
 import subprocess
-import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-
-class MissingServer(RuntimeError):
-    """initdb and pg_ctl are not installed."""
+from demo.dbserver import DatabaseServer, MissingServer
 
 
 def postgres_bin_dir() -> Path:
@@ -52,42 +41,29 @@ def _version(name: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", name))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+class PostgreSQLServer(DatabaseServer):
+    name = "pg"
+    os_user = "postgres"  # initdb refuses root
+    scheme = "postgres"
+    superuser = "postgres"
 
+    @classmethod
+    def check_installed(cls) -> None:
+        postgres_bin_dir()
 
-@dataclass
-class Cluster:
-    """A throwaway PostgreSQL cluster, run as the ``postgres`` OS user when we are root."""
-
-    bin_dir: Path
-    root: Path
-    port: int
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def server_log(self) -> Path:
-        return self.root / "server.log"
-
-    def url(self, database: str) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+    @cached_property
+    def bin_dir(self) -> Path:
+        return postgres_bin_dir()
 
     @property
     def connection_errors(self) -> tuple[type[Exception], ...]:
-        """What connecting raises while the server is down."""
         return (psycopg.OperationalError,)
 
-    def connect(self, database: str) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.url(database), autocommit=True, connect_timeout=5)
+    def connect(self, database: str | None = None) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.url(database or "postgres"), autocommit=True, connect_timeout=5)
 
     def run(self, program: str, *args: str, check: bool = True) -> None:
-        as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        as_postgres = ["runuser", "-u", self.os_user, "--"] if self.as_os_user else []
         command = [*as_postgres, str(self.bin_dir / program), *args]
         result = subprocess.run(command, cwd=self.root, capture_output=True, text=True)
         if check and result.returncode:
@@ -100,40 +76,30 @@ class Cluster:
     def pg_ctl(self, action: str, *args: str, check: bool = True) -> None:
         self.run("pg_ctl", action, "-D", str(self.data), *args, check=check)
 
+    def initialise(self) -> None:
+        self.run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
+        settings = {
+            "listen_addresses": "'127.0.0.1'",
+            "port": str(self.port),
+            "unix_socket_directories": f"'{self.root}'",
+            # A throwaway server: nothing here must survive an OS crash, so skip the fsyncs.
+            "fsync": "off",
+            "full_page_writes": "off",
+            "shared_buffers": "16MB",
+        }
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.writelines(f"{name} = {value}\n" for name, value in settings.items())
+
     def start(self) -> None:
         self.pg_ctl("start", "-w", "-t", "30", "-l", str(self.server_log))
 
     def stop(self, mode: str = "fast") -> None:
         self.pg_ctl("stop", "-w", "-t", "30", "-m", mode)
 
+    def kill(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self.pg_ctl("stop", "-w", "-t", "30", "-m", "immediate", check=False)
 
-@contextlib.contextmanager
-def throwaway_cluster(database: str) -> Iterator[Cluster]:
-    """A PostgreSQL server of our own on a free port, with ``database`` created in it;
-    stopped and deleted on exit."""
-    bin_dir = postgres_bin_dir()
-    root = Path(tempfile.mkdtemp(prefix="quickworker-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")  # initdb refuses to run as root
-    server = Cluster(bin_dir, root, free_port())
-    try:
-        server.run("initdb", "-D", str(server.data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
-        settings = {
-            "listen_addresses": "'127.0.0.1'",
-            "port": str(server.port),
-            "unix_socket_directories": f"'{root}'",
-            # A throwaway server: nothing here must survive an OS crash, so skip the fsyncs.
-            "fsync": "off",
-            "full_page_writes": "off",
-            "shared_buffers": "16MB",
-        }
-        with (server.data / "postgresql.conf").open("a") as conf:
-            conf.writelines(f"{name} = {value}\n" for name, value in settings.items())
-        server.start()
-        with server.connect("postgres") as connection:
+    def create_database(self, database: str) -> None:
+        with self.connect() as connection:
             connection.execute(f"CREATE DATABASE {database}")
-        yield server
-    finally:
-        if (server.data / "postmaster.pid").exists():
-            server.pg_ctl("stop", "-w", "-t", "30", "-m", "immediate", check=False)
-        shutil.rmtree(root, ignore_errors=True)

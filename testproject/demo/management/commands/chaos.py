@@ -1,21 +1,30 @@
 """``manage.py chaos``: run a job mix through runworkers on a throwaway PostgreSQL (or
-MariaDB) server while killing workers, the parent and the server; report what was lost or
-run twice."""
+MariaDB) server while killing workers, the parent and the server (and with ``--hosts``, whole
+hosts, a partition and a skewed clock); report what was lost or run twice."""
 
 import dataclasses
 import json
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from argparse import ArgumentTypeError
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from demo.chaos import DATABASE, Chaos, Report
-from demo.mariadbserver import MariaDBServer, throwaway_mariadb
-from demo.pgcluster import Cluster, MissingServer, throwaway_cluster
+from demo.dbserver import DatabaseServer, MissingServer, throwaway
+from demo.hosts import MissingFaketime
+from demo.mariadbserver import MariaDBServer
+from demo.pgcluster import PostgreSQLServer
 
-Throwaway = Callable[[str], AbstractContextManager[Cluster | MariaDBServer]]
-SERVERS: dict[str, Throwaway] = {"postgresql": throwaway_cluster, "mariadb": throwaway_mariadb}
+SERVERS: dict[str, type[DatabaseServer]] = {
+    "postgresql": PostgreSQLServer,
+    "mariadb": MariaDBServer,
+}
+
+
+def positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise ArgumentTypeError(f"{value!r} is not a whole number of at least 1.")
+    return int(value)
 
 
 class Command(BaseCommand):
@@ -31,33 +40,47 @@ class Command(BaseCommand):
             help="Seconds between SIGKILLs of a random worker (default: %(default)r).",
         )
         parser.add_argument(
+            "--hosts",
+            type=positive,
+            default=1,
+            help="Runworkers trees, each a host of its own with its own proxy to the server; "
+            "with more than one, a whole host is also killed, one cut off for longer than the "
+            "lease, and the last one's clock is 5 minutes fast (default: %(default)r).",
+        )
+        parser.add_argument(
             "--server", choices=sorted(SERVERS), default="postgresql", help="(default: %(default)s)"
         )
         parser.add_argument("--json", dest="json_path", help="Also write the report here.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            with SERVERS[options["server"]](DATABASE) as cluster:
+            with throwaway(SERVERS[options["server"]], DATABASE) as cluster:
                 report = Chaos(
-                    cluster, options["jobs"], options["workers"], options["child_kill_every"]
+                    cluster,
+                    options["jobs"],
+                    options["workers"],
+                    options["child_kill_every"],
+                    options["hosts"],
                 ).run()
-        except MissingServer as error:
+        except (MissingServer, MissingFaketime) as error:
             raise CommandError(str(error)) from None
         self.stdout.write(render(report))
         if options["json_path"]:
             with open(options["json_path"], "w") as output:
                 json.dump(dataclasses.asdict(report), output, indent=2)
-        if report.lost or report.run_more_than_once > report.running_when_killed:
+        if report.lost or report.run_more_than_once > report.in_flight_at_faults:
             raise CommandError("Jobs were lost or run more often than the faults explain.")
 
 
 def render(report: Report) -> str:
     lines = [
+        f"hosts                      {report.hosts}"
+        + (f" (the last one's clock {report.clock_skew_s} s fast)" if report.clock_skew_s else ""),
         f"jobs submitted             {report.submitted}",
         f"jobs succeeded             {report.succeeded}",
         f"jobs lost                  {report.lost}",
         f"jobs run more than once    {report.run_more_than_once} "
-        f"(jobs running at the faults: {report.running_when_killed})",
+        f"(jobs in flight on what was killed or cut off: {report.in_flight_at_faults})",
         f"longest orphaned job       {report.longest_orphaned_s:.1f} s"
         " (started, with no live worker)",
     ]
@@ -67,5 +90,5 @@ def render(report: Report) -> str:
             for k, v in fault.items()
             if k != "fault"
         )
-        lines.append(f"  {fault['fault']:<30} {details}")
+        lines.append(f"  {fault['fault']:<34} {details}")
     return "\n".join(lines)
