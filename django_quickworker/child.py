@@ -24,8 +24,10 @@ def main(
     import django
 
     django.setup()
+    from django_quickworker.conf import configure_logging
     from django_quickworker.tasks import discover_tasks
     from django_quickworker.worker import run_worker
 
+    configure_logging(log_level)
     discover_tasks()  # a worker claims only the types it knows: know the tasks first
-    run_worker(slot, queues, pipe, end_request, burst, log_level, token)
+    run_worker(slot, queues, pipe, end_request, burst, token)

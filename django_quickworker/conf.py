@@ -4,6 +4,7 @@
 everything else comes from the ``QUICKWORKER`` dict in Django settings.
 """
 
+import logging
 import os
 import re
 from datetime import timedelta
@@ -189,3 +190,15 @@ def parse_log_level(raw: str) -> str:
 
 
 conf = Conf()
+
+
+def configure_logging(level: str) -> None:
+    """Set django_quickworker's log level, and give it a handler if the project has none."""
+    package_logger = logging.getLogger("django_quickworker")
+    package_logger.setLevel(level.upper())
+    if not package_logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
+        )
+        package_logger.addHandler(handler)

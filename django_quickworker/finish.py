@@ -1,5 +1,6 @@
 """Finishing jobs: record how a run ended, fenced to the worker that ran it; then retry it
-and schedule a cron job's next occurrence.
+and schedule a cron job's next occurrence. (Jobs whose worker died are finished from
+``leases.py``.)
 
 Every write here is fenced: it lands only if the row is still running under the worker,
 attempt and start time of the claim, so a job rescued from a dead worker can never be
@@ -14,8 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import InterfaceError, OperationalError, router, transaction
-from django.db.models import F
+from django.db import router, transaction
 from django.utils import timezone
 
 from django_quickworker.claim import claim_next
@@ -23,16 +23,13 @@ from django_quickworker.conf import conf
 from django_quickworker.cron import is_declared_in_code, schedule_next_occurrence
 from django_quickworker.databases import database
 from django_quickworker.databases.base import Claim, Database
-from django_quickworker.models import Backoff, Status, WorkerJob, WorkerJobQuerySet
+from django_quickworker.models import Backoff, Status, WorkerJob
+from django_quickworker.outages import DATABASE_UNAVAILABLE
 from django_quickworker.payload import storable_text
 from django_quickworker.signals import job_finished, send
 from django_quickworker.submit import resubmit
 
 logger = logging.getLogger(__name__)
-
-CANCELLED_WHILE_RUNNING = "Cancelled by an operator while running."
-# Errors that mean "the database is unreachable": retried by the caller, never a job's fault.
-DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
 
 
 @dataclass(frozen=True)
@@ -109,7 +106,7 @@ def fail_instead(
     )
     now = timezone.now()
     message = f"Recording the job's outcome failed: {type(error).__name__}: {error}"
-    fenced = _fenced(job)
+    fenced = WorkerJob.objects.fenced(job)
     if lease_expired_before is not None:
         fenced = fenced.filter(lease_expires__lt=lease_expired_before)
     changes = {
@@ -175,34 +172,6 @@ def backoff(job: WorkerJob) -> timedelta:
     return timedelta(seconds=ceiling * random.uniform(0.5, 1.0))
 
 
-def release_job(job: WorkerJob) -> bool:
-    """Put an interrupted run back in the queue, unfinished; return whether it was released.
-
-    The run does not count: its attempt is given back, so that a job put back by a second
-    SIGTERM, a dead parent or a lost connection still gets all of its max_attempts runs.
-    """
-    released = _fenced(job).update(
-        status=Status.SCHEDULED,
-        started=None,
-        worker="",
-        lease_expires=None,
-        attempt=F("attempt") - 1,
-        updated_at=timezone.now(),
-    )
-    return released == 1
-
-
-def renew_leases(workers: list[str], running_ids: set[int], lease: timedelta) -> set[int]:
-    """Extend the leases of the jobs these live workers are running, by the database's
-    clock; return those of ``running_ids`` (the jobs they are known to run) that are no
-    longer leased to them: rescued or ended elsewhere, so their runs must stop."""
-    ours = WorkerJob.objects.running().filter(worker__in=workers)
-    renewed = ours.update(lease_expires=_database().later(lease), updated_at=timezone.now())
-    if renewed >= len(running_ids):  # nearly always: nothing lost, and no second query
-        return set()
-    return running_ids - set(ours.filter(pk__in=running_ids).values_list("pk", flat=True))
-
-
 def removal_time(job: WorkerJob, status: str, finished: datetime) -> datetime | None:
     """When cleanup may delete ``job``, finished with ``status`` at ``finished``: counted
     from then, by its own remove_delay or the retention for its outcome; never if persistent."""
@@ -219,7 +188,7 @@ def _record(
 ) -> bool:
     """Write the outcome onto the row (and ``job``) if the fence holds; return whether it did."""
     changes = _finish_changes(job, outcome, now)
-    fenced = _fenced(job)
+    fenced = WorkerJob.objects.fenced(job)
     if lease_expired_before is not None:  # a rescue must not fail a job renewed meanwhile
         fenced = fenced.filter(lease_expires__lt=lease_expired_before)
     return _landed(job, changes, fenced.update(**changes, updated_at=now))
@@ -275,60 +244,3 @@ def _retry_delay(job: WorkerJob, outcome: Outcome) -> timedelta | None:
 
 def _database() -> Database:
     return database(router.db_for_write(WorkerJob))
-
-
-def _fenced(job: WorkerJob) -> WorkerJobQuerySet:
-    # The start time tells two runs of one attempt apart: a release gives the attempt back.
-    running = WorkerJob.objects.running()
-    return running.filter(pk=job.pk, worker=job.worker, attempt=job.attempt, started=job.started)
-
-
-def end_jobs_of(worker: str, reason: str) -> int:
-    """Finish the jobs still running under ``worker``, which has died: cancelled if an
-    operator asked for it, otherwise failed (and maybe retried) with ``reason``."""
-    jobs = list(WorkerJob.objects.running().filter(worker=worker))
-    for job in jobs:
-        logger.warning("job ended id=%s type=%s worker=%s: %s", job.pk, job.type, worker, reason)
-        finish_safely(job, _ended(job, reason))
-        announce_finished(job)
-    return len(jobs)
-
-
-def _ended(job: WorkerJob, reason: str) -> Outcome:
-    """How a run that its worker did not finish ended: cancelled, if an operator asked."""
-    if job.cancel_requested:
-        return Outcome(False, {"error": CANCELLED_WHILE_RUNNING}, cancelled=True)
-    return Outcome.failure(reason)
-
-
-def jobs_asked_to_cancel(workers: list[str]) -> list[tuple[str, int]]:
-    """(worker, job id) of the jobs these workers run that an operator asked to cancel."""
-    running = WorkerJob.objects.running().filter(worker__in=workers, cancel_requested__isnull=False)
-    return list(running.values_list("worker", "pk"))
-
-
-def release_jobs_of(worker: str) -> int:
-    """Put the jobs still running under ``worker`` back in the queue; return how many."""
-    return sum(release_job(job) for job in WorkerJob.objects.running().filter(worker=worker))
-
-
-def rescue_expired_jobs() -> int:
-    """Fail (and maybe retry) running jobs whose lease ran out: their host stopped renewing."""
-    now = _database().current_time()  # the hosts' clocks may disagree; the database's is one
-    rescued = 0
-    for job in WorkerJob.objects.running().filter(lease_expires__lt=now):
-        reason = f"Worker {job.worker} stopped renewing its lease; its host is presumed dead."
-        try:
-            finish_safely(job, _ended(job, reason), lease_expired_before=now)
-        except DATABASE_UNAVAILABLE:
-            raise
-        except Exception:  # even failing it did not work: the others still deserve rescue
-            logger.error(
-                "rescue of job id=%s type=%s failed; skipping it", job.pk, job.type, exc_info=True
-            )
-            continue
-        if job.status != Status.RUNNING:  # recorded: the fence and the lease check held
-            logger.warning("job rescued id=%s type=%s: %s", job.pk, job.type, reason)
-            announce_finished(job)
-            rescued += 1
-    return rescued

@@ -69,6 +69,13 @@ class WorkerJobQuerySet(models.QuerySet["WorkerJob"]):
     def cancelled(self) -> "WorkerJobQuerySet":
         return self.filter(status=Status.CANCELLED)
 
+    def fenced(self, job: "WorkerJob") -> "WorkerJobQuerySet":
+        """``job``'s row while it is still running under the claim that ``job`` holds."""
+        # The start time tells two runs of one attempt apart: a release gives the attempt back.
+        return self.running().filter(
+            pk=job.pk, worker=job.worker, attempt=job.attempt, started=job.started
+        )
+
     def cancel(self, reason: str) -> int:
         """Cancel the scheduled jobs among these with ``reason``; return how many."""
         now = timezone.now()

@@ -29,15 +29,25 @@ from django_quickworker import processes, worker
 from django_quickworker.conf import conf
 from django_quickworker.cron import ensure_cron_jobs
 from django_quickworker.databases import database
-from django_quickworker.finish import (
-    DATABASE_UNAVAILABLE,
+from django_quickworker.leases import (
     end_jobs_of,
-    jobs_asked_to_cancel,
+    maintain_leases,
     release_jobs_of,
-    renew_leases,
-    rescue_expired_jobs,
+    watch_cancellations,
 )
 from django_quickworker.models import WorkerJob
+from django_quickworker.outages import DATABASE_UNAVAILABLE, retry_on_db_error
+from django_quickworker.protocol import (
+    Idle,
+    JobFinished,
+    JobStarted,
+    Live,
+    Message,
+    Stop,
+    Wake,
+    WorkerError,
+    WorkerStarted,
+)
 from django_quickworker.relay import Relay
 
 if TYPE_CHECKING:
@@ -50,9 +60,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TICK = 0.1  # seconds between checks of timeouts, restarts and the shutdown deadline
-RELAYED = {"send-to-user", "broadcast", "progress"}  # worker messages meant for browsers
 KILL_GRACE = 5.0  # seconds a child gets to end its job (SIGUSR1) before SIGKILL
-CANCEL_CHECK_INTERVAL = 1.0  # seconds between looks for running jobs an operator cancelled
 FIRST_RESTART_DELAY = 0.5  # seconds; doubles with each crash in a row
 MAX_RESTART_DELAY = 30.0  # seconds
 STABLE_AFTER = 10.0  # seconds a child (or task) must live for its crash not to count as a loop
@@ -140,8 +148,8 @@ class Supervisor:
         db = database(router.db_for_write(WorkerJob))
         tasks: dict[str, Callable[[], Awaitable[None]]] = {
             "tick": self.tick,
-            "maintain_leases": self.maintain_leases,
-            "watch_cancellations": self.watch_cancellations,
+            "maintain_leases": lambda: maintain_leases(self),
+            "watch_cancellations": lambda: watch_cancellations(self),
             "relay": self.relay.run,
             "watch_for_jobs": lambda: db.watch_for_jobs(self.wake, self.in_db),
         }
@@ -246,34 +254,34 @@ class Supervisor:
     def on_message(self, child: Child) -> None:
         try:
             while child.pipe.poll():
-                kind, data = child.pipe.recv()
-                self.handle(child, kind, data)
+                self.handle(child, child.pipe.recv())
         except (EOFError, OSError):
             self.loop.remove_reader(child.pipe.fileno())  # its exit sentinel follows
 
-    def handle(self, child: Child, kind: str, data: dict[str, Any]) -> None:
-        if kind == "idle":
-            child.idle = True
-        elif kind == "job-started":
-            child.idle = False
-            child.job_id = data["job_id"]
-            child.job_started_at = time.monotonic()
-            child.job_timeout = data["timeout"]
-            if self.metrics:
-                self.metrics.job_started(child.slot, data)
-        elif kind == "job-finished":
-            child.job_id = None
-            child.ran_a_job = True
-            if child.ended_job_id == data["job_id"]:  # it finished before the signal came
-                child.ended_at = child.end_reason = child.ended_job_id = None
-            if self.metrics:
-                self.metrics.job_finished(child.slot, data["success"])
-        elif kind in RELAYED:
-            self.relay.handle(kind, data)
-        elif kind == "worker-error":
-            logger.error("worker %s failed: %s", child.worker, data["message"])
-        elif kind == "worker-started":
-            logger.debug("worker %s ready", child.worker)
+    def handle(self, child: Child, message: Message) -> None:
+        match message:
+            case Idle():
+                child.idle = True
+            case JobStarted():
+                child.idle = False
+                child.job_id = message.job_id
+                child.job_started_at = time.monotonic()
+                child.job_timeout = message.timeout
+                if self.metrics:
+                    self.metrics.job_started(child.slot, message)
+            case JobFinished():
+                child.job_id = None
+                child.ran_a_job = True
+                if child.ended_job_id == message.job_id:  # it finished before the signal came
+                    child.ended_at = child.end_reason = child.ended_job_id = None
+                if self.metrics:
+                    self.metrics.job_finished(child.slot, message.success)
+            case Live():
+                self.relay.put(message.group, message.event)
+            case WorkerError():
+                logger.error("worker %s failed: %s", child.worker, message.traceback)
+            case WorkerStarted():
+                logger.debug("worker %s ready", child.worker)
 
     def on_exit(self, child: Child) -> None:
         self.loop.remove_reader(child.process.sentinel)
@@ -356,11 +364,11 @@ class Supervisor:
         for child in self.children.values():
             if child.idle:
                 child.idle = False
-                self.send(child, "wake")
+                self.send(child, Wake())
 
-    def send(self, child: Child, message: str) -> None:
+    def send(self, child: Child, message: Message) -> None:
         with contextlib.suppress(OSError):  # the child is gone; its exit sentinel tells the rest
-            child.pipe.send((message, {}))
+            child.pipe.send(message)
 
     async def tick(self) -> None:
         while True:
@@ -402,68 +410,6 @@ class Supervisor:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child.process.pid or 0, signal.SIGUSR1)
 
-    async def watch_cancellations(self) -> None:
-        """End the workers whose running job an operator cancelled (in the admin)."""
-        while True:
-            await asyncio.sleep(CANCEL_CHECK_INTERVAL)
-            busy = {c.worker: c for c in self.children.values() if c.job_id and not c.ended_at}
-            if busy:
-                for worker_name, job_id in await self.in_db(jobs_asked_to_cancel, list(busy)):
-                    child = busy[worker_name]
-                    if child.job_id == job_id and not child.ended_at:  # still that job
-                        self.end_job(child, "Cancelled by an operator.", "cancelled")
-
-    async def maintain_leases(self) -> None:
-        """Renew our children's leases, stop the runs whose lease was lost, then rescue the
-        jobs of hosts that stopped renewing theirs.
-
-        In that order, every time: a host back from a partition or an outage renews its own
-        leases before it rescues anyone's. And after being cut off for longer than a lease,
-        it rescues nothing for one more lease: the other hosts, cut off too, may not have
-        reconnected and renewed theirs yet.
-        """
-        lease = conf.lease.total_seconds()
-        rescue_from = 0.0  # monotonic time from which this host may rescue
-        next_cron_check = time.monotonic() + lease
-        while True:
-            await self.in_db(processes.heartbeat)
-            now = time.monotonic()
-            if now - self.last_heartbeat > lease:
-                logger.warning(
-                    "cut off from the database for %.1fs; rescuing no other host's jobs for "
-                    "%gs, while they reconnect",
-                    now - self.last_heartbeat,
-                    lease,
-                )
-                rescue_from = now + lease
-            self.last_heartbeat = now
-            await self.renew_our_leases()
-            if time.monotonic() >= rescue_from:
-                rescued = await self.in_db(rescue_expired_jobs)
-                if rescued:
-                    if self.metrics:
-                        self.metrics.rescued.inc(rescued)
-                    self.wake()
-            if time.monotonic() >= next_cron_check:  # see ensure_cron_jobs: once per lease
-                await self.in_db(ensure_cron_jobs)
-                next_cron_check = time.monotonic() + lease
-            await asyncio.sleep(lease / 4)
-
-    async def renew_our_leases(self) -> None:
-        """Renew the leases of our children's jobs; end the runs whose row is no longer
-        leased to them (rescued or ended elsewhere): their outcome could not land anyway."""
-        children = list(self.children.values())
-        if not children:
-            return
-        running = {child.job_id for child in children if child.job_id is not None}
-        workers = [child.worker for child in children]
-        lost = await self.in_db(renew_leases, workers, running, conf.lease)
-        for child in list(self.children.values()):
-            # Still that job (it may have finished, or the child exited, meanwhile).
-            if child.job_id in lost and not child.ended_at:
-                reason = "Its lease was lost: another host rescued or ended the job."
-                self.end_job(child, reason, "lease_lost")
-
     @contextlib.contextmanager
     def unless_stopped_by_an_outage(self, what: str) -> Iterator[None]:
         """Give up the database work inside when a signal came while the database is down:
@@ -487,7 +433,7 @@ class Supervisor:
         (until a signal asks runworkers to stop)."""
         return await self.loop.run_in_executor(
             self.db,
-            worker.retry_on_db_error,
+            retry_on_db_error,
             lambda: function(*args),
             function.__name__,
             lambda: self.stopping,
@@ -510,7 +456,7 @@ class Supervisor:
         self.deadline = time.monotonic() + self.shutdown_timeout
         self.restart_at.clear()
         for child in self.children.values():
-            self.send(child, "stop")
+            self.send(child, Stop())
         self.finish_if_idle()
 
     def stop_now(self) -> None:

@@ -1,8 +1,8 @@
 """A worker: the child process that claims due jobs and runs them, one at a time.
 
-Children are spawned by the supervisor (``runworkers``) and talk to it over a pipe:
-they announce themselves, each job they start and finish, and when they go idle; the
-parent answers with ``wake`` (new jobs were submitted) or ``stop``.
+Children are spawned by the supervisor (``runworkers``) and talk to it over a pipe
+(``protocol.py``): they announce themselves, each job they start and finish, and when they
+go idle; the parent answers with ``Wake`` (new jobs were submitted) or ``Stop``.
 """
 
 import asyncio
@@ -14,7 +14,6 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
@@ -31,18 +30,27 @@ from django_quickworker.exceptions import (
     UnknownJobType,
 )
 from django_quickworker.finish import (
-    DATABASE_UNAVAILABLE,
     Outcome,
     announce_finished,
     fail_instead,
     finish_and_claim_next,
     finish_safely,
-    release_job,
-    release_jobs_of,
 )
+from django_quickworker.leases import release_job, release_jobs_of
 from django_quickworker.models import WorkerJob
-from django_quickworker.notifications import notify_user, route_to_parent
+from django_quickworker.notifications import notify_user
+from django_quickworker.outages import DATABASE_UNAVAILABLE, retry_on_db_error
 from django_quickworker.payload import storable_text, validate_payload
+from django_quickworker.protocol import (
+    Idle,
+    JobFinished,
+    JobStarted,
+    ParentPipe,
+    Stop,
+    WorkerError,
+    WorkerStarted,
+    route,
+)
 from django_quickworker.registry import registry
 from django_quickworker.schedule import to_timedelta
 from django_quickworker.sentry import report_failure
@@ -54,8 +62,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PARENT_CHECK_INTERVAL = 1.0  # seconds between checks that the parent is still alive
-MAX_DB_RETRY_DELAY = 10.0  # seconds, the cap of the reconnect backoff
-STOP_CHECK_INTERVAL = 0.1  # seconds between looks for a stop request while reconnecting
 
 
 def worker_id(slot: int, token: str, pid: int | None = None) -> str:
@@ -71,29 +77,15 @@ def run_worker(
     pipe: Connection,
     end_request: ctypes.c_longlong,
     burst: bool,
-    log_level: str,
     token: str,
 ) -> None:
     """Work until told to stop; report an unexpected error to the parent before dying."""
-    configure_logging(log_level)
     worker = Worker(slot, queues, pipe, burst, end_request, token)
     try:
         worker.run()
     except Exception:
-        worker.send("worker-error", message=traceback.format_exc())
+        worker.parent.send(WorkerError(traceback.format_exc()))
         raise
-
-
-def configure_logging(level: str) -> None:
-    """Set django_quickworker's log level, and give it a handler if the project has none."""
-    package_logger = logging.getLogger("django_quickworker")
-    package_logger.setLevel(level.upper())
-    if not package_logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
-        )
-        package_logger.addHandler(handler)
 
 
 class Worker:
@@ -112,7 +104,7 @@ class Worker:
         self.queues = queues
         # Only jobs it can run: one of a type it does not know waits for a worker that does.
         self.types = [job_type.name for job_type in registry]
-        self.pipe = pipe
+        self.parent = ParentPipe(pipe, on_lost=self.on_parent_lost)
         self.burst = burst
         self.stopping = False
         self.current: WorkerJob | None = None
@@ -121,13 +113,12 @@ class Worker:
         self.running_job_id: int | None = None
         self.end_request = end_request
         self.parent_pid = os.getppid()
-        self.send_lock = threading.Lock()  # a job's own threads may send messages too
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self.on_sigterm)
         signal.signal(signal.SIGUSR1, self.on_sigusr1)
-        route_to_parent(self.send)
-        self.send("worker-started", worker=self.id, pid=os.getpid())
+        route.install(self.parent)  # live messages go to the parent, which relays them
+        self.parent.send(WorkerStarted(self.id, os.getpid()))
         threading.Thread(target=self.watch_parent, name="parent-watch", daemon=True).start()
         try:
             self.work()
@@ -148,14 +139,14 @@ class Worker:
         job = self.advance(None, None)
         while job is not None or not (self.stopping or self.burst):
             if job is None:
-                self.send("idle")
+                self.parent.send(Idle())
                 self.read_messages(timeout=self.idle_timeout())
                 job = self.advance(None, None)
                 continue
             outcome, elapsed_ms = self.run_job(job)
             # Before the next claim: the parent's timer for this job stops here, and a
             # "stop" it sent meanwhile keeps us from claiming another.
-            self.send("job-finished", job_id=job.pk, success=outcome.success)
+            self.parent.send(JobFinished(job.pk, outcome.success))
             self.read_messages(timeout=0)
             next_job = self.advance(job, outcome)
             self.report_finished(job, outcome, elapsed_ms)
@@ -225,14 +216,15 @@ class Worker:
     def run_job(self, job: WorkerJob) -> tuple[Outcome, float]:
         """Run ``job``; return its outcome and how long it took, in ms."""
         self.current = job
-        self.send(
-            "job-started",
-            job_id=job.pk,
-            timeout=_seconds(job.timeout),
-            attempt=job.attempt,
-            type=job.type,
-            queue=job.queue,
-            wait=(job.started - job.due).total_seconds() if job.started else 0.0,
+        self.parent.send(
+            JobStarted(
+                job.pk,
+                timeout=_seconds(job.timeout),
+                attempt=job.attempt,
+                type=job.type,
+                queue=job.queue,
+                wait=(job.started - job.due).total_seconds() if job.started else 0.0,
+            )
         )
         tell_owner(job, "job.started", {"attempt": job.attempt})
         logger.info(
@@ -276,23 +268,13 @@ class Worker:
         return next_due(self.queues, self.types)
 
     def read_messages(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for the parent; act on what it says."""
-        try:
-            while self.pipe.poll(timeout):
-                message, _ = self.pipe.recv()
-                if message == "stop":
-                    self.stopping = True
-                timeout = 0  # drain what is already there, then go back to work
-        except (EOFError, OSError):
-            self.stopping = True  # the parent is gone
-
-    def send(self, kind: str, data: dict[str, Any] | None = None, /, **fields: Any) -> None:
-        """Send the parent a message of ``kind`` with ``data`` (or keyword fields)."""
-        try:
-            with self.send_lock:
-                self.pipe.send((kind, data or fields))
-        except (BrokenPipeError, OSError):
+        """Wait up to ``timeout`` seconds for the parent; act on what it says (a wake-up
+        needs nothing more than ending the wait)."""
+        if any(isinstance(message, Stop) for message in self.parent.receive(timeout)):
             self.stopping = True
+
+    def on_parent_lost(self) -> None:
+        self.stopping = True
 
     def should_stop(self) -> bool:
         """Whether a signal or the parent asked this worker to stop (read while reconnecting,
@@ -386,34 +368,6 @@ def _retry_outcome(job: WorkerJob, request: RetryJob) -> Outcome:
         return Outcome.failure(str(error))
     message = storable_text(str(request))
     return Outcome(False, {"error": message}, retry_requested=True, retry_delay=delay)
-
-
-def retry_on_db_error(
-    operation: Callable[[], T], what: str, should_stop: Callable[[], bool] = lambda: False
-) -> T:
-    """Run ``operation``; while the database is unreachable, reconnect with backoff and retry.
-
-    Once ``should_stop()`` says so (a signal came), the database error is raised instead:
-    a process asked to stop must not wait for a database that may never come back.
-    """
-    delay = 0.1
-    while True:
-        try:
-            return operation()
-        except DATABASE_UNAVAILABLE as error:
-            if should_stop():
-                logger.warning("database unavailable during %s; stopping: %s", what, error)
-                raise
-            logger.warning(
-                "database unavailable during %s, retrying in %.1fs: %s", what, delay, error
-            )
-            connections.close_all()
-            remaining = delay
-            while remaining > 0 and not should_stop():  # in steps, to notice a stop soon
-                step = min(STOP_CHECK_INTERVAL, remaining)
-                time.sleep(step)
-                remaining -= step
-            delay = min(delay * 2, MAX_DB_RETRY_DELAY)
 
 
 def _seconds(duration: Any) -> float | None:

@@ -195,6 +195,17 @@ class Runworkers:
 StartRunworkers = Callable[..., Runworkers]
 
 
+def settings_env(module: str, **variables: str) -> dict[str, str]:
+    """Environment for runworkers on the settings module ``module`` of this folder (e.g.
+    ``tests.sentry_settings``), polling fast, with ``variables`` (the files it writes to)."""
+    return {
+        "DJANGO_SETTINGS_MODULE": module,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "QUICKWORKER": '{"POLL_INTERVAL": 0.1}',
+        **variables,
+    }
+
+
 @pytest.fixture
 def start_runworkers(transactional_db: None, tmp_path: Path) -> Iterator[StartRunworkers]:
     """Start real runworkers processes on the test database; all are killed at teardown.

@@ -11,13 +11,11 @@ from django.utils import timezone
 
 from django_quickworker import finish, submit_job
 from django_quickworker.claim import claim_next
-from django_quickworker.finish import (
-    Outcome,
+from django_quickworker.finish import Outcome, finish_job, removal_time
+from django_quickworker.leases import (
     end_jobs_of,
-    finish_job,
     release_job,
     release_jobs_of,
-    removal_time,
     renew_leases,
     rescue_expired_jobs,
 )
@@ -499,12 +497,12 @@ def test_rescue_spares_a_job_whose_lease_was_renewed_meanwhile() -> None:
                 renewals.append(len(renew_leases(["slow:1:0"], {job.pk}, LEASE)))
 
     handler = RenewOnRescue(logging.WARNING)
-    finish_logger = logging.getLogger("django_quickworker.finish")
-    finish_logger.addHandler(handler)
+    leases_logger = logging.getLogger("django_quickworker.leases")
+    leases_logger.addHandler(handler)
     try:
         rescue_expired_jobs()
     finally:
-        finish_logger.removeHandler(handler)
+        leases_logger.removeHandler(handler)
 
     assert renewals, "the rescue logged no warning to make the renewal from"
     row = stored(job)

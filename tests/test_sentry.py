@@ -2,22 +2,12 @@
 with a transport that writes each event to a file this test reads."""
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from django_quickworker import submit_job
 from django_quickworker.models import Status, WorkerJob
-from tests.conftest import REPO, StartRunworkers
-
-
-def sentry_env(events: Path) -> dict[str, str]:
-    return {
-        "DJANGO_SETTINGS_MODULE": "tests.sentry_settings",
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        "SENTRY_EVENTS_FILE": str(events),
-        "QUICKWORKER": '{"POLL_INTERVAL": 0.1}',
-    }
+from tests.conftest import StartRunworkers, settings_env
 
 
 def read_events(events: Path) -> list[dict[str, Any]]:
@@ -39,7 +29,8 @@ def test_each_failed_attempt_is_one_sentry_event(
         max_attempts=2,
     )
     submit_job(tag="sentry:ok", type="demo.add", data={"a": 1, "b": 2})
-    runner = start_runworkers("--burst", env=sentry_env(events))
+    env = settings_env("tests.sentry_settings", SENTRY_EVENTS_FILE=str(events))
+    runner = start_runworkers("--burst", env=env)
     assert runner.wait() == 0, runner.output
     rows = list(WorkerJob.objects.filter(tag="sentry:fail").order_by("attempt"))
     assert [row.status for row in rows] == [Status.FAILED, Status.FAILED]

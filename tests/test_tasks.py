@@ -32,7 +32,7 @@ from django_quickworker.tasks.framework import (
     task_enqueued,
 )
 from django_quickworker.tasks.results import INTERRUPTED
-from django_quickworker.tasks.runner import run_task
+from django_quickworker.tasks.runner import resolved_once, run_task
 from tests.test_submit import _mark, _next_payloads
 
 pytestmark = pytest.mark.django_db
@@ -48,9 +48,10 @@ def test_the_backend_supports_everything_the_framework_asks_about() -> None:
 def test_every_task_is_a_job_type_named_after_its_module_path() -> None:
     assert isinstance(tasks.add, QuickworkerTask)
     job_type = registry.get("demo.tasks.add")
-    assert (job_type.queue, job_type.priority, job_type.timeout) == ("default", 0, None)
-    assert registry.get("demo.tasks.echo").priority == 10
-    assert registry.get("demo.tasks.sleep").timeout == timedelta(seconds=1)
+    options = job_type.options
+    assert (options.queue, options.priority, options.timeout) == ("default", 0, None)
+    assert registry.get("demo.tasks.echo").options.priority == 10
+    assert registry.get("demo.tasks.sleep").options.timeout == timedelta(seconds=1)
 
 
 def test_enqueue_writes_one_row_and_returns_a_ready_result() -> None:
@@ -235,6 +236,18 @@ def options_task() -> None:
     """A task function for the option tests, defined at module level as tasks must be."""
 
 
+def options_task_with(**options: Any) -> QuickworkerTask:
+    """``options_task`` as a task of the alias "opts", with ``options`` of its own."""
+    return QuickworkerTask(
+        func=options_task,
+        backend="opts",
+        priority=0,
+        queue_name="default",
+        run_after=None,
+        **options,
+    )
+
+
 BACKEND = "django_quickworker.tasks.QuickworkerBackend"
 
 
@@ -254,16 +267,7 @@ def options_backend(job_registry: JobRegistry) -> Any:
 
 def test_per_task_options_override_the_alias_defaults(options_backend: Any) -> None:
     with options_backend({"MAX_ATTEMPTS": 2, "RETRY_BACKOFF": "exponential", "TIMEOUT": 60}):
-        defined = QuickworkerTask(
-            func=options_task,
-            backend="opts",
-            priority=0,
-            queue_name="default",
-            run_after=None,
-            timeout=5,
-            tag="only-one",
-            on_duplicate_tag="skip",
-        )
+        defined = options_task_with(timeout=5, tag="only-one", on_duplicate_tag="skip")
         first = defined.enqueue()
         again = defined.enqueue()
     row = WorkerJob.objects.get()
@@ -303,14 +307,7 @@ def test_bad_options_stop_the_backend_naming_them(
 
 def test_bad_per_task_options_are_refused_naming_them(options_backend: Any) -> None:
     with options_backend({}), pytest.raises(InvalidTask, match="max_attempts=0"):
-        QuickworkerTask(
-            func=options_task,
-            backend="opts",
-            priority=0,
-            queue_name="default",
-            run_after=None,
-            max_attempts=0,
-        )
+        options_task_with(max_attempts=0)
 
 
 def test_the_worker_runs_only_tasks_of_aliases_that_use_this_backend(options_backend: Any) -> None:
@@ -330,6 +327,33 @@ def test_the_worker_runs_only_tasks_of_aliases_that_use_this_backend(options_bac
         pytest.raises(InvalidTask, match="'elsewhere' is not a QuickworkerBackend"),
     ):
         run_task(JobContext(row))
+
+
+@task
+def returns_a_date() -> datetime:
+    """A task whose return value JSON cannot carry."""
+    return datetime(2026, 1, 1)
+
+
+def test_a_return_value_that_does_not_survive_json_fails_the_run_naming_it() -> None:
+    row = WorkerJob.objects.get(pk=returns_a_date.enqueue().id)
+    with pytest.raises(InvalidTask, match=r"return value=datetime\.datetime\(2026, 1, 1, 0, 0\)"):
+        run_task(JobContext(row))  # the worker's job boundary records it as the run's error
+
+
+def test_a_task_is_resolved_once_and_other_aliases_are_still_checked() -> None:
+    row = WorkerJob(type="demo.tasks.add", data={}, priority=0, queue="default")
+    first = resolved_once(row)
+    assert first[0] is tasks.add and resolved_once(row) is first  # kept, not imported again
+    moved = WorkerJob(type="demo.tasks.add", data={}, priority=7, queue="other")
+    assert (resolved_once(moved)[0].priority, resolved_once(moved)[0].queue_name) == (7, "other")
+    row.data = {"backend": "elsewhere"}  # an alias TASKS does not have
+    with pytest.raises(InvalidTask, match="'elsewhere' is not a QuickworkerBackend"):
+        resolved_once(row)
+    with override_settings(TASKS={"elsewhere": {"BACKEND": BACKEND}}):
+        assert resolved_once(row)[1].alias == "elsewhere"  # a refusal was not kept
+    with pytest.raises(InvalidTask, match="'elsewhere' is not a QuickworkerBackend"):
+        resolved_once(row)  # nor the resolution made under settings that are gone
 
 
 # Django 6.1 and the backport pass @task's extra keyword arguments to the task class.

@@ -10,7 +10,7 @@ from django.utils import timezone
 from demo import tasks
 from django_quickworker import submit_job
 from django_quickworker.models import WorkerJob
-from django_quickworker.tasks.framework import TaskResult, TaskResultStatus, task
+from django_quickworker.tasks.framework import TaskError, TaskResult, TaskResultStatus, task
 from django_quickworker.tasks.results import TaskInterrupted
 from tests.conftest import DATABASE_CLOCK_STEP, StartRunworkers, wait_until
 
@@ -33,6 +33,14 @@ def finished(result: TaskResult, timeout: float = 30) -> TaskResult:
 
     wait_until(refreshed, timeout, f"task result {result.id} to finish")
     return result
+
+
+def failed_with(result: TaskResult) -> TaskError:
+    """The one error of ``result``, once it has finished, as it must: FAILED."""
+    finished(result)
+    assert result.status == TaskResultStatus.FAILED
+    (error,) = result.errors
+    return error
 
 
 def test_sync_and_async_tasks_succeed_with_their_return_values(
@@ -64,9 +72,7 @@ def test_a_failing_task_reads_failed_with_its_exception_and_traceback(
 ) -> None:
     result = tasks.fail.enqueue("on purpose")
     start_runworkers("--workers", "1", env=FAST)
-    finished(result)
-    assert result.status == TaskResultStatus.FAILED
-    (error,) = result.errors
+    error = failed_with(result)
     assert error.exception_class is ValueError
     assert "demo fail: on purpose" in error.traceback
     assert 'tasks.py", line' in error.traceback
@@ -159,9 +165,7 @@ def test_the_context_gives_the_result_id_and_attempt(start_runworkers: StartRunw
 def test_a_timed_out_task_fails_as_interrupted(start_runworkers: StartRunworkers) -> None:
     result = tasks.sleep.enqueue(30)  # alias "limited": TIMEOUT 1
     start_runworkers("--workers", "1", env=FAST)
-    finished(result)
-    assert result.status == TaskResultStatus.FAILED
-    (error,) = result.errors
+    error = failed_with(result)
     assert error.exception_class is TaskInterrupted
     assert "timed out after 1s" in error.traceback
 
@@ -214,8 +218,6 @@ def test_a_task_whose_worker_dies_fails_as_interrupted(start_runworkers: StartRu
     wait_until(running, 30, "the task to start")
     (child,) = wait_until(runner.children, 30, "the worker process")
     child.send_signal(signal.SIGKILL)
-    finished(result)
-    assert result.status == TaskResultStatus.FAILED
-    (error,) = result.errors
+    error = failed_with(result)
     assert error.exception_class is TaskInterrupted
     assert "SIGKILL" in error.traceback, error.traceback

@@ -2,7 +2,6 @@
 worker process (whose settings configure the real SDK) make one trace."""
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +11,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from django_quickworker import submit_job
 from django_quickworker.models import Status, WorkerJob
-from tests.conftest import REPO, StartRunworkers
-
-
-def otel_env(spans: Path) -> dict[str, str]:
-    return {
-        "DJANGO_SETTINGS_MODULE": "tests.otel_settings",
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        "OTEL_SPANS_FILE": str(spans),
-        "QUICKWORKER": '{"POLL_INTERVAL": 0.1}',
-    }
+from tests.conftest import StartRunworkers, settings_env
 
 
 def read_spans(spans: Path) -> dict[int, dict[str, Any]]:
@@ -53,7 +43,8 @@ def test_a_job_runs_in_the_trace_it_was_submitted_in(
     assert untraced.trace_context is None
 
     spans_file = tmp_path / "spans.jsonl"
-    runner = start_runworkers("--burst", env=otel_env(spans_file))
+    env = settings_env("tests.otel_settings", OTEL_SPANS_FILE=str(spans_file))
+    runner = start_runworkers("--burst", env=env)
     assert runner.wait() == 0, runner.output
     retry = WorkerJob.objects.get(tag="otel:fail", attempt=2)
     assert retry.status == Status.FAILED and retry.trace_context == failing.trace_context

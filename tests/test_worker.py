@@ -19,15 +19,17 @@ from django.db import InterfaceError, OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from django_quickworker import job, submit_job, worker
+from django_quickworker import job, outages, submit_job, worker
 from django_quickworker.claim import claim_next
 from django_quickworker.context import JobContext
 from django_quickworker.exceptions import InvalidJobData
-from django_quickworker.finish import Outcome, finish_job, release_job
+from django_quickworker.finish import Outcome, finish_job
+from django_quickworker.leases import release_job
 from django_quickworker.models import Status, WorkerJob
+from django_quickworker.outages import retry_on_db_error
 from django_quickworker.payload import is_storable_text, validate_payload
 from django_quickworker.registry import JobRegistry
-from django_quickworker.worker import execute, retry_on_db_error
+from django_quickworker.worker import execute
 
 LEASE = timedelta(seconds=60)
 
@@ -430,7 +432,7 @@ def test_the_log_names_the_job(job_registry: JobRegistry, caplog: pytest.LogCapt
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The delays retry_on_db_error sleeps, recorded instead of slept."""
     slept: list[float] = []
-    monkeypatch.setattr(worker.time, "sleep", slept.append)
+    monkeypatch.setattr(outages.time, "sleep", slept.append)
     return slept
 
 
@@ -449,7 +451,7 @@ def test_retry_on_db_error_retries_until_the_database_answers(
     assert retry_on_db_error(operation, "test") == "answered"
     assert len(calls) == 3
     assert sum(sleeps) == pytest.approx(0.3)  # backing off: 0.1 s, then 0.2 s
-    assert max(sleeps) <= worker.STOP_CHECK_INTERVAL  # in steps, looking for a stop
+    assert max(sleeps) <= outages.STOP_CHECK_INTERVAL  # in steps, looking for a stop
 
 
 def test_retry_on_db_error_gives_up_once_asked_to_stop(sleeps: list[float]) -> None:
@@ -506,7 +508,7 @@ def test_retry_on_db_error_backs_off_to_a_cap(
     assert retry_on_db_error(operation, "test") == "back"
     delays = [float(d) for d in re.findall(r"retrying in ([\d.]+)s", caplog.text)]
     assert delays[:4] == [0.1, 0.2, 0.4, 0.8]
-    assert max(delays) == worker.MAX_DB_RETRY_DELAY
+    assert max(delays) == outages.MAX_DB_RETRY_DELAY
     assert delays == sorted(delays)
     assert sum(sleeps) == pytest.approx(sum(delays))
 

@@ -68,7 +68,7 @@ def build_result(task: Task, rows: list[WorkerJob], backend: str) -> TaskResult:
     result: TaskResult = TaskResult(
         task=task,
         id=str(first.pk),
-        status=TaskResultStatus(STATUSES[Status(last.status)]),
+        status=TaskResultStatus(STATUSES[last.status]),
         enqueued_at=first.created_at,
         started_at=runs[0].started if runs else None,
         finished_at=last.finished,

@@ -4,6 +4,8 @@ from contextvars import ContextVar
 from traceback import format_exc
 from typing import Any
 
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -27,10 +29,15 @@ from django_quickworker.tasks.results import build_result, chain_to, set_fields
 # The run in progress in this worker: its result id and JobContext, for report_progress.
 running: ContextVar[tuple[str, JobContext] | None] = ContextVar("running_task", default=None)
 
+# Tasks a worker has resolved, by job type, alias, priority and queue: importing and
+# checking them again for every run would cost each run more than a @job's whole call.
+# Results are read elsewhere, where a module may be executed anew (tests do), so they resolve.
+resolved: dict[tuple[str, str | None, int, str], tuple[Task, QuickworkerBackend]] = {}
+
 
 def run_task(ctx: JobContext) -> Any:
     """Run the task that ``ctx.job`` is a run of, sending the framework's signals."""
-    task, backend = resolve_task(ctx.job)
+    task, backend = resolved_once(ctx.job)
     result = build_result(task, chain_to(ctx.job), backend.alias)
     sender = type(backend)
     task_started.send(sender, task_result=result)
@@ -59,26 +66,52 @@ def run_task(ctx: JobContext) -> Any:
     return value
 
 
+def resolved_once(job: WorkerJob) -> tuple[Task, QuickworkerBackend]:
+    """``resolve_task``, kept for the rows after: a worker's tasks do not change while it runs."""
+    key = identity(job)
+    if key not in resolved:  # only a resolution that passed the checks is kept
+        resolved[key] = _resolve(*key)
+    return resolved[key]
+
+
 def resolve_task(job: WorkerJob) -> tuple[Task, QuickworkerBackend]:
     """The task ``job`` runs, and the backend it was enqueued on; raise InvalidTask unless
     its type names a Task of an alias that uses this backend."""
+    return _resolve(*identity(job))
+
+
+def identity(job: WorkerJob) -> tuple[str, str | None, int, str]:
+    """What names the task of ``job``: its path, alias (if the row says), priority, queue."""
+    data = job.data if isinstance(job.data, dict) else {}  # a cron run has no arguments
+    return job.type, data.get("backend"), job.priority, job.queue
+
+
+def _resolve(
+    path: str, alias: str | None, priority: int, queue: str
+) -> tuple[Task, QuickworkerBackend]:
     try:
-        task = import_string(job.type)
+        task = import_string(path)
     except ImportError:
         task = None
     if not isinstance(task, Task):
-        raise InvalidTask(f"{job.type!r} does not name a Task.")
-    data = job.data if isinstance(job.data, dict) else {}
-    alias = data.get("backend", task.backend)
+        raise InvalidTask(f"{path!r} does not name a Task.")
+    alias = alias or task.backend
     try:
         backend = task_backends[alias]
     except InvalidTaskBackend:
         backend = None
     if not isinstance(backend, QuickworkerBackend):
-        raise InvalidTask(f"Task {job.type!r}: backend {alias!r} is not a QuickworkerBackend.")
-    if (task.backend, task.priority, task.queue_name) != (alias, job.priority, job.queue):
-        task = task.using(backend=alias, priority=job.priority, queue_name=job.queue)
+        raise InvalidTask(f"Task {path!r}: backend {alias!r} is not a QuickworkerBackend.")
+    if (task.backend, task.priority, task.queue_name) != (alias, priority, queue):
+        task = task.using(backend=alias, priority=priority, queue_name=queue)
     return task, backend
+
+
+@receiver(setting_changed)
+def forget_resolved(*, setting: str, **kwargs: Any) -> None:
+    """Resolve again under new TASKS (tests override them): an alias may name another backend."""
+    if setting == "TASKS":
+        resolved.clear()
 
 
 def task_of(job: WorkerJob) -> tuple[Task, QuickworkerBackend]:

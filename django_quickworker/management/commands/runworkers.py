@@ -13,13 +13,13 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils.module_loading import module_has_submodule
 
 from django_quickworker import __version__
-from django_quickworker.conf import conf, parse_log_level, parse_worker_count
-from django_quickworker.finish import DATABASE_UNAVAILABLE
+from django_quickworker.conf import conf, configure_logging, parse_log_level, parse_worker_count
 from django_quickworker.models import WorkerJob
-from django_quickworker.registry import registry, validate_queue
+from django_quickworker.options import validate_queue
+from django_quickworker.outages import DATABASE_UNAVAILABLE
+from django_quickworker.registry import registry
 from django_quickworker.supervisor import Supervisor
 from django_quickworker.tasks import discover_tasks
-from django_quickworker.worker import configure_logging
 
 
 def worker_count(value: str) -> int:
