@@ -271,7 +271,7 @@ def stop_during_an_outage(
         },
     )
     running = f"SELECT count(*) FROM {OURS} AND status = 'running'"
-    wait_for(runner, lambda: count(cluster, running) == 1, "the job to start")
+    wait_for(runner, lambda: count(cluster, running) == 1, "the job to start", 90)
     cluster.stop("fast")
     # Long enough for the idle worker, and the parent's lease loop, to be retrying.
     wait_for(runner, lambda: runner.output.count("database unavailable") >= 2, "the retries")
