@@ -6,7 +6,8 @@ databases they are marked for and are deselected, with a line saying so, in the 
 
 Tests marked ``heavy`` are long end-to-end runs (several runworkers trees, outages, big
 tables). They run wherever ``LEAN_SUITE`` is not ``1``, as in a plain ``pytest``; tox sets it in
-every env but the ``dj61`` ones, so CI runs each of them once per database and stays short.
+every env but the ``py313-dj61`` ones, so CI runs each of them once per database and stays
+short.
 """
 
 import contextlib
@@ -61,7 +62,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         heavy = [item for item in items if item.get_closest_marker("heavy")]
         config.hook.pytest_deselected(items=heavy)
         items[:] = [item for item in items if item not in heavy]
-        print(f"\n{len(heavy)} heavy tests deselected (LEAN_SUITE=1; tox runs them in dj61 envs).")
+        print(f"\n{len(heavy)} heavy tests deselected (LEAN_SUITE=1; tox runs them in py313-dj61).")
 
 
 def _vendors_of(item: pytest.Item) -> set[str]:
