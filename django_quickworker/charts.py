@@ -24,8 +24,8 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 
 from django_quickworker.models import Status, WorkerJob, WorkerJobQuerySet
-from django_quickworker.schedule import wall_time
-from django_quickworker.status import count_rows, format_duration
+from django_quickworker.overview import count_rows
+from django_quickworker.schedule import format_duration, wall_time
 
 READ_LIMIT = 10_000  # finished jobs in a window read whole
 GROUP_LIMIT = 100_000  # finished jobs in a window counted with one GROUP BY

@@ -15,8 +15,8 @@ from django_quickworker.databases import database
 from django_quickworker.models import WorkerJob, WorkerJobQuerySet
 from django_quickworker.registry import CRON_TAG_PREFIX, declared_cron_job, registry
 from django_quickworker.submit import (
-    RESUBMITTED_FIELDS,
     build_job,
+    copy_of,
     insert,
     lock_tags,
     next_tick,
@@ -101,10 +101,16 @@ def schedule_next_occurrence(job: WorkerJob, now: datetime) -> WorkerJob | None:
     if pending_cron_rows([job.tag]).exists():
         return None
     after = max(job.due, now)
-    next_run = WorkerJob(
-        due=next_tick(job.cron_schedule, after),
-        cron_schedule=job.cron_schedule,
-        **{name: getattr(job, name) for name in RESUBMITTED_FIELDS if name != "attempt"},
+    next_run = copy_of(
+        job, due=next_tick(job.cron_schedule, after), cron_schedule=job.cron_schedule
     )
     insert([next_run], alias)
     return next_run
+
+
+def missing_cron_jobs() -> list[str]:
+    """Tags of the cron jobs declared in code (here or by a live runworkers) whose chain has
+    no pending or running row: nothing would run them until a runworkers schedules them."""
+    tags = [CRON_TAG_PREFIX + name for name in processes.cron_schedules()]
+    live = pending_cron_rows(tags) | running_cron_rows(tags)
+    return sorted(set(tags) - set(live.values_list("tag", flat=True)))

@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 
 from django_quickworker.conf import conf
 from django_quickworker.models import Status, WorkerJob, WorkerJobQuerySet, WorkerProcess
-from django_quickworker.status import count_rows, oldest_due, unknown_types
+from django_quickworker.overview import count_rows, oldest_due, unknown_types
 
 MAX_QUEUES = 100  # queues reported; past this many, the rest are left out
 

@@ -1,7 +1,8 @@
 """Live messages for browsers: to one user's sockets, or to every socket (broadcast).
 
-Inside a worker process a message travels over the pipe to the parent, which relays it into
-the channel layer from its event loop; anywhere else it goes straight to the channel layer.
+Messages go through the process's transport (``protocol.route``): inside a worker over the
+pipe to the parent, which relays them into the channel layer from its event loop; anywhere
+else straight to the channel layer.
 Browsers receive ``{"type": ..., "data": ...}`` (QuickDapp's shape) through
 ``django_quickworker.consumers.NotificationConsumer``.
 """
@@ -9,24 +10,18 @@ Browsers receive ``{"type": ..., "data": ...}`` (QuickDapp's shape) through
 import hashlib
 import json
 import re
-from collections.abc import Callable
 from typing import Any
-
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 
 from django_quickworker.conf import conf
 from django_quickworker.exceptions import InvalidMessage
 from django_quickworker.payload import validate_payload
+from django_quickworker.protocol import route
 
 #: The channel layer event type; Channels dispatches it to ``quickworker_message``.
 EVENT_TYPE = "quickworker.message"
 # Characters kept as they are in a user's group name; "_" escapes all others.
 SAFE_GROUP_CHARACTER = re.compile(r"[A-Za-z0-9.-]")
 MAX_GROUP_NAME = 99  # Channels refuses names of 100 characters or more
-
-# Set inside a worker process: hands a message to the parent instead of the channel layer.
-_to_parent: Callable[[str, dict[str, Any]], None] | None = None
 
 
 def user_group(user_id: object) -> str:
@@ -71,49 +66,26 @@ def encode(message_type: str, data: Any) -> dict[str, Any]:
 
 def notify_user(user_id: object, message_type: str, data: Any = None) -> None:
     """Send a message to every open socket of user ``user_id``."""
-    event = encode(message_type, data)
-    if _to_parent is not None:
-        _to_parent("send-to-user", {"user_id": user_id, "event": event})
-    else:
-        async_to_sync(_layer().group_send)(user_group(user_id), event)
+    route.transport.group_send(user_group(user_id), encode(message_type, data))
 
 
 def broadcast(message_type: str, data: Any = None) -> None:
     """Send a message to every open socket of every signed-in user."""
-    event = encode(message_type, data)
-    if _to_parent is not None:
-        _to_parent("broadcast", {"event": event})
-    else:
-        async_to_sync(_layer().group_send)(broadcast_group(), event)
+    route.transport.group_send(broadcast_group(), encode(message_type, data))
 
 
 def notify_progress(job_id: int, user_id: object, progress: dict[str, Any]) -> None:
     """Send a job's progress to its owner (nobody's, for a system job)."""
     event = encode("job.progress", {"job": job_id, **progress})
-    if _to_parent is not None:
-        _to_parent("progress", {"job_id": job_id, "user_id": user_id, "event": event})
-    elif user_id is not None:
-        async_to_sync(_layer().group_send)(user_group(user_id), event)
+    if user_id is not None:
+        route.transport.group_send(user_group(user_id), event)
 
 
 async def anotify_user(user_id: object, message_type: str, data: Any = None) -> None:
-    """``notify_user`` for async code outside workers."""
-    await _layer().group_send(user_group(user_id), encode(message_type, data))
+    """``notify_user`` for async code."""
+    await route.transport.agroup_send(user_group(user_id), encode(message_type, data))
 
 
 async def abroadcast(message_type: str, data: Any = None) -> None:
-    """``broadcast`` for async code outside workers."""
-    await _layer().group_send(broadcast_group(), encode(message_type, data))
-
-
-def route_to_parent(send: Callable[[str, dict[str, Any]], None] | None) -> None:
-    """Inside a worker: send messages through ``send`` (to the parent), not the layer."""
-    global _to_parent
-    _to_parent = send
-
-
-def _layer() -> Any:
-    layer = get_channel_layer()
-    if layer is None:
-        raise InvalidMessage("No channel layer is configured (settings.CHANNEL_LAYERS).")
-    return layer
+    """``broadcast`` for async code."""
+    await route.transport.agroup_send(broadcast_group(), encode(message_type, data))

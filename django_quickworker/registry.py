@@ -6,45 +6,32 @@ The registry is the only whitelist: a row whose type is not registered never run
 import inspect
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime
 from datetime import timezone as dt_timezone
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ImproperlyConfigured
 
-from django_quickworker.conf import MAX_INT
-from django_quickworker.exceptions import (
-    InvalidCronSchedule,
-    InvalidJobTypeName,
-    InvalidOption,
-    UnknownJobType,
-)
-from django_quickworker.schedule import Duration, next_cron_due, to_timedelta, validate_cron
+from django_quickworker.exceptions import InvalidCronSchedule, InvalidJobTypeName, UnknownJobType
+from django_quickworker.options import MAX_NAME_LENGTH, JobOptions
+from django_quickworker.schedule import Duration, next_cron_due, validate_cron
 
 JobFunction = TypeVar("JobFunction", bound=Callable[..., Any])
 
 # Identifier-like parts, optionally namespaced with dots: "sendEmail", "billing.send_invoice".
 NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-QUEUE_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-MAX_NAME_LENGTH = 100  # the width of WorkerJob.type and WorkerJob.queue
 
 
 @dataclass(frozen=True)
 class JobType:
-    """A registered job function and the defaults its submissions start from."""
+    """A registered job function and the options its submissions start from."""
 
     name: str
     function: Callable[..., Any]
-    timeout: timedelta | None = None
+    options: JobOptions = field(default_factory=JobOptions)
     cron: str | None = None
-    queue: str = "default"
-    priority: int = 0
-    max_attempts: int | None = None
-    auto_reschedule_on_failure: bool = False
-    auto_reschedule_on_failure_delay: timedelta = timedelta(0)
-    retry_backoff: str = "fixed"
 
     @property
     def is_async(self) -> bool:
@@ -124,32 +111,21 @@ def job(
     """Register the decorated function (sync or ``async def``) as job type ``type_name``."""
     validate_type_name(type_name)
     # Validate now, at import time, so a mistake stops the project from starting.
-    timeout_delta = None if timeout is None else to_timedelta(timeout, "timeout")
-    if timeout_delta is not None and not timeout_delta:
-        raise InvalidOption(f"timeout={timeout!r} must be more than zero.")
+    options = JobOptions(
+        queue=queue,
+        priority=priority,
+        timeout=timeout,
+        max_attempts=max_attempts,
+        auto_reschedule_on_failure=auto_reschedule_on_failure,
+        auto_reschedule_on_failure_delay=auto_reschedule_on_failure_delay,
+        retry_backoff=retry_backoff,
+    )
     cron = None if cron is None else validate_cron(cron)
     if cron is not None:
         _refuse_cron_that_never_fires(type_name, cron)
-    validate_queue(queue)
-    validate_priority(priority)
-    validate_max_attempts(max_attempts)
-    retry_delay = to_timedelta(auto_reschedule_on_failure_delay, "auto_reschedule_on_failure_delay")
-    validate_backoff(retry_backoff)
 
     def register(function: JobFunction) -> JobFunction:
-        job_type = JobType(
-            name=type_name,
-            function=function,
-            timeout=timeout_delta,
-            cron=cron,
-            queue=queue,
-            priority=priority,
-            max_attempts=max_attempts,
-            auto_reschedule_on_failure=bool(auto_reschedule_on_failure),
-            auto_reschedule_on_failure_delay=retry_delay,
-            retry_backoff=retry_backoff,
-        )
-        registry.register(job_type)
+        registry.register(JobType(type_name, function, options, cron))
         return function
 
     return register
@@ -173,51 +149,3 @@ def validate_type_name(name: object) -> str:
             "characters)."
         )
     return name
-
-
-def validate_queue(queue: object) -> str:
-    """Return ``queue`` if it is a usable queue name, else raise InvalidOption."""
-    if (
-        not isinstance(queue, str)
-        or len(queue) > MAX_NAME_LENGTH
-        or not QUEUE_PATTERN.fullmatch(queue)
-    ):
-        raise InvalidOption(
-            f"queue={queue!r} is invalid; use letters, digits, '_', '.' or '-' "
-            f"(at most {MAX_NAME_LENGTH} characters)."
-        )
-    return queue
-
-
-def validate_priority(priority: object) -> int:
-    """Return ``priority`` if it is an integer in the column's range, else raise InvalidOption."""
-    if not isinstance(priority, int) or isinstance(priority, bool) or abs(priority) > MAX_INT:
-        raise InvalidOption(
-            f"priority={priority!r} is invalid; use an integer (higher runs first)."
-        )
-    return priority
-
-
-def validate_max_attempts(max_attempts: object) -> int | None:
-    """Return ``max_attempts`` if it is None or a positive integer that its column can hold,
-    else raise InvalidOption."""
-    if max_attempts is not None and (
-        not isinstance(max_attempts, int)
-        or isinstance(max_attempts, bool)
-        or not 1 <= max_attempts <= MAX_INT
-    ):
-        raise InvalidOption(
-            f"max_attempts={max_attempts!r} is invalid; use a positive integer of at most "
-            f"{MAX_INT}."
-        )
-    return max_attempts
-
-
-BACKOFFS = ("fixed", "exponential")
-
-
-def validate_backoff(backoff: object) -> str:
-    """Return ``backoff`` if it names a retry backoff, else raise InvalidOption."""
-    if backoff not in BACKOFFS:
-        raise InvalidOption(f"retry_backoff={backoff!r} is invalid; use one of {BACKOFFS!r}.")
-    return str(backoff)

@@ -11,8 +11,6 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from django_quickworker.notifications import broadcast_group, user_group
-
 logger = logging.getLogger(__name__)
 
 MAX_QUEUED = 10_000  # messages waiting for the channel layer before new ones are dropped
@@ -27,14 +25,8 @@ class Relay:
         self.failures = 0
         self.dropped = 0  # for lack of room in the queue
 
-    def handle(self, kind: str, data: dict[str, Any]) -> None:
-        """Queue the message a worker sent, if it is one for browsers."""
-        if kind == "send-to-user" or (kind == "progress" and data["user_id"] is not None):
-            self.put(user_group(data["user_id"]), data["event"])
-        elif kind == "broadcast":
-            self.put(broadcast_group(), data["event"])
-
     def put(self, group: str, event: dict[str, Any]) -> None:
+        """Queue a live message a worker sent, for ``group``."""
         if self.layer is None:
             return  # no channel layer configured: nobody could be listening
         try:

@@ -130,3 +130,21 @@ def _repeated_wall_time(moment: datetime, time_zone: ZoneInfo) -> bool:
 
 def _has_seconds(expression: str) -> bool:
     return len(expression.split()) == 6
+
+
+def format_duration(duration: timedelta) -> str:
+    """A duration for people: "850 ms", "4.2 s", "3 min 5 s", "2 h 10 min", "3 d 4 h"."""
+    seconds = duration.total_seconds()
+    if seconds < 1:
+        return f"{max(seconds, 0) * 1000:.0f} ms"
+    if seconds < 10:
+        return f"{math.floor(seconds * 10) / 10:g} s"
+    seconds = int(seconds)
+    for size, unit, smaller_size, smaller_unit in UNITS:
+        if seconds >= size:
+            rest = (seconds % size) // smaller_size
+            return f"{seconds // size} {unit}" + (f" {rest} {smaller_unit}" if rest else "")
+    return f"{seconds} s"
+
+
+UNITS = [(86400, "d", 3600, "h"), (3600, "h", 60, "min"), (60, "min", 1, "s")]

@@ -2,7 +2,7 @@
 
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 from django.conf import settings
@@ -15,16 +15,9 @@ from django_quickworker.conf import conf
 from django_quickworker.databases import database
 from django_quickworker.exceptions import InvalidDue, InvalidOption, InvalidUser
 from django_quickworker.models import WorkerJob
+from django_quickworker.options import JobOptions
 from django_quickworker.payload import is_storable_text, validate_payload
-from django_quickworker.registry import (
-    JobType,
-    declared_cron_job,
-    registry,
-    validate_backoff,
-    validate_max_attempts,
-    validate_priority,
-    validate_queue,
-)
+from django_quickworker.registry import declared_cron_job, registry
 from django_quickworker.schedule import (
     Duration,
     check_due,
@@ -67,8 +60,25 @@ def submit_job(
     are cancelled; ``"skip"`` returns the scheduled job instead of writing a new one;
     ``"allow"`` keeps both. Workers are woken when the transaction commits.
     """
-    options = {key: value for key, value in locals().items() if key != "on_duplicate_tag"}
-    return submit_jobs([options], on_duplicate_tag=on_duplicate_tag)[0]
+    submission = {
+        "tag": tag,
+        "type": type,
+        "user": user,
+        "data": data,
+        "due": due,
+        "delay": delay,
+        "cron": cron,
+        "queue": queue,
+        "priority": priority,
+        "timeout": timeout,
+        "max_attempts": max_attempts,
+        "auto_reschedule_on_failure": auto_reschedule_on_failure,
+        "auto_reschedule_on_failure_delay": auto_reschedule_on_failure_delay,
+        "retry_backoff": retry_backoff,
+        "remove_delay": remove_delay,
+        "persistent": persistent,
+    }
+    return submit_jobs([submission], on_duplicate_tag=on_duplicate_tag)[0]
 
 
 def submit_jobs(
@@ -127,21 +137,15 @@ def build_job(
     due: datetime | None = None,
     delay: Duration | None = None,
     cron: str | None = None,
-    auto_reschedule_on_failure: bool | None = None,
-    auto_reschedule_on_failure_delay: Duration | None = None,
-    retry_backoff: str | None = None,
-    max_attempts: int | None = None,
-    timeout: Duration | None = None,
-    remove_delay: Duration | None = None,
-    persistent: bool = False,
-    priority: int | None = None,
-    queue: str | None = None,
+    **options: Any,
 ) -> WorkerJob:
-    """Return an unsaved, fully validated WorkerJob; raise an InvalidJobError if anything is off."""
+    """Return an unsaved, fully validated WorkerJob; raise an InvalidJobError if anything is off.
+
+    ``options`` are ``JobOptions`` fields; those left out or None take the type's default.
+    """
     job_type = registry.get(type)
     validate_payload(data, "data")
     cron_schedule = validate_cron(cron) if cron is not None else ""
-    retry, attempts = _retry_policy(job_type, auto_reschedule_on_failure, max_attempts)
     job = WorkerJob(
         tag=_validate_tag(tag),
         type=job_type.name,
@@ -149,20 +153,8 @@ def build_job(
         data={} if data is None else data,
         due=_due(now, due, delay, cron_schedule),
         cron_schedule=cron_schedule,
-        auto_reschedule_on_failure=retry,
-        auto_reschedule_on_failure_delay=job_type.auto_reschedule_on_failure_delay
-        if auto_reschedule_on_failure_delay is None
-        else to_timedelta(auto_reschedule_on_failure_delay, "auto_reschedule_on_failure_delay"),
-        retry_backoff=job_type.retry_backoff
-        if retry_backoff is None
-        else validate_backoff(retry_backoff),
-        max_attempts=attempts,
-        timeout=job_type.timeout if timeout is None else _positive(timeout, "timeout"),
-        remove_delay=None if remove_delay is None else to_timedelta(remove_delay, "remove_delay"),
-        persistent=bool(persistent),
-        priority=job_type.priority if priority is None else validate_priority(priority),
-        queue=job_type.queue if queue is None else validate_queue(queue),
         trace_context=current_trace_context(),
+        **job_type.options.overridden(options).as_fields(),
     )
     if isinstance(user, models.Model):
         job.user = user  # type: ignore[assignment]  # cached: no query for a user we hold
@@ -212,35 +204,6 @@ def next_tick(cron: str, after: datetime) -> datetime:
     """The first tick of ``cron`` after ``after`` (aware, or naive as ``after`` is), read in
     the cron time zone."""
     return next_cron_due(cron, after, conf.cron_time_zone)
-
-
-def _retry_policy(
-    job_type: JobType, auto_reschedule: bool | None, max_attempts: int | None
-) -> tuple[bool, int]:
-    """Resolve (auto_reschedule_on_failure, max_attempts) from the submission and registration.
-
-    Asking for more than one attempt implies retrying; retrying without a limit gets the
-    QUICKWORKER["MAX_ATTEMPTS"] cap, because QuickDapp's unlimited retries never end.
-    """
-    given = validate_max_attempts(max_attempts)
-    attempts = given or job_type.max_attempts
-    if auto_reschedule is None:
-        auto_reschedule = job_type.auto_reschedule_on_failure or (attempts or 1) > 1
-    if not auto_reschedule:
-        if given is not None and given > 1:
-            raise InvalidOption(
-                f"max_attempts={given!r} needs auto_reschedule_on_failure, which is off; "
-                "turn it on or leave max_attempts out."
-            )
-        return False, 1
-    return True, attempts or conf.max_attempts
-
-
-def _positive(value: Duration, name: str) -> timedelta:
-    duration = to_timedelta(value, name)
-    if not duration:
-        raise InvalidOption(f"{name}={value!r} must be more than zero.")
-    return duration
 
 
 def _user_id(user: Any) -> Any:
@@ -294,35 +257,24 @@ def wake_workers(queues: set[str], alias: str) -> None:
     database(alias).wake_workers(queues)
 
 
-# What a retry copies from the run that failed; the rest starts afresh.
-RESUBMITTED_FIELDS = (
-    "tag",
-    "type",
-    "user_id",
-    "data",
-    "queue",
-    "priority",
-    "auto_reschedule_on_failure",
-    "auto_reschedule_on_failure_delay",
-    "retry_backoff",
-    "max_attempts",
-    "attempt",
-    "timeout",
-    "remove_delay",
-    "persistent",
-    "trace_context",  # a retry belongs to the trace its first run was submitted in
-)
+# What a retry or a cron job's next run copies from the run before, besides its options.
+COPIED_FIELDS = ("tag", "type", "user_id", "data", "trace_context")
+
+
+def copy_of(job: WorkerJob, **changes: Any) -> WorkerJob:
+    """An unsaved row like ``job``: its tag, type, owner, data, trace and options, and
+    ``changes``; the rest starts afresh."""
+    fields = {name: getattr(job, name) for name in COPIED_FIELDS}
+    return WorkerJob(**fields, **JobOptions.of(job).as_fields(), **changes)
 
 
 def resubmit(job: WorkerJob, *, due: datetime) -> WorkerJob:
     """Write a scheduled copy of ``job`` due at ``due``, linked by ``rescheduled_from``.
 
     The copy is a one-off: a cron job's chain goes on through its next occurrence, not
-    through its retries.
+    through its retries. A retry belongs to the trace its first run was submitted in.
     """
-    copy = WorkerJob(
-        due=due, rescheduled_from=job, **{name: getattr(job, name) for name in RESUBMITTED_FIELDS}
-    )
+    copy = copy_of(job, due=due, attempt=job.attempt, rescheduled_from=job)
     alias = router.db_for_write(WorkerJob)
     with transaction.atomic(using=alias, savepoint=False):
         insert([copy], alias)

@@ -38,6 +38,17 @@ from django_quickworker.finish import (
     rescue_expired_jobs,
 )
 from django_quickworker.models import WorkerJob
+from django_quickworker.protocol import (
+    Idle,
+    JobFinished,
+    JobStarted,
+    Live,
+    Message,
+    Stop,
+    Wake,
+    WorkerError,
+    WorkerStarted,
+)
 from django_quickworker.relay import Relay
 
 if TYPE_CHECKING:
@@ -50,7 +61,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TICK = 0.1  # seconds between checks of timeouts, restarts and the shutdown deadline
-RELAYED = {"send-to-user", "broadcast", "progress"}  # worker messages meant for browsers
 KILL_GRACE = 5.0  # seconds a child gets to end its job (SIGUSR1) before SIGKILL
 CANCEL_CHECK_INTERVAL = 1.0  # seconds between looks for running jobs an operator cancelled
 FIRST_RESTART_DELAY = 0.5  # seconds; doubles with each crash in a row
@@ -246,34 +256,34 @@ class Supervisor:
     def on_message(self, child: Child) -> None:
         try:
             while child.pipe.poll():
-                kind, data = child.pipe.recv()
-                self.handle(child, kind, data)
+                self.handle(child, child.pipe.recv())
         except (EOFError, OSError):
             self.loop.remove_reader(child.pipe.fileno())  # its exit sentinel follows
 
-    def handle(self, child: Child, kind: str, data: dict[str, Any]) -> None:
-        if kind == "idle":
-            child.idle = True
-        elif kind == "job-started":
-            child.idle = False
-            child.job_id = data["job_id"]
-            child.job_started_at = time.monotonic()
-            child.job_timeout = data["timeout"]
-            if self.metrics:
-                self.metrics.job_started(child.slot, data)
-        elif kind == "job-finished":
-            child.job_id = None
-            child.ran_a_job = True
-            if child.ended_job_id == data["job_id"]:  # it finished before the signal came
-                child.ended_at = child.end_reason = child.ended_job_id = None
-            if self.metrics:
-                self.metrics.job_finished(child.slot, data["success"])
-        elif kind in RELAYED:
-            self.relay.handle(kind, data)
-        elif kind == "worker-error":
-            logger.error("worker %s failed: %s", child.worker, data["message"])
-        elif kind == "worker-started":
-            logger.debug("worker %s ready", child.worker)
+    def handle(self, child: Child, message: Message) -> None:
+        match message:
+            case Idle():
+                child.idle = True
+            case JobStarted():
+                child.idle = False
+                child.job_id = message.job_id
+                child.job_started_at = time.monotonic()
+                child.job_timeout = message.timeout
+                if self.metrics:
+                    self.metrics.job_started(child.slot, message)
+            case JobFinished():
+                child.job_id = None
+                child.ran_a_job = True
+                if child.ended_job_id == message.job_id:  # it finished before the signal came
+                    child.ended_at = child.end_reason = child.ended_job_id = None
+                if self.metrics:
+                    self.metrics.job_finished(child.slot, message.success)
+            case Live():
+                self.relay.put(message.group, message.event)
+            case WorkerError():
+                logger.error("worker %s failed: %s", child.worker, message.traceback)
+            case WorkerStarted():
+                logger.debug("worker %s ready", child.worker)
 
     def on_exit(self, child: Child) -> None:
         self.loop.remove_reader(child.process.sentinel)
@@ -356,11 +366,11 @@ class Supervisor:
         for child in self.children.values():
             if child.idle:
                 child.idle = False
-                self.send(child, "wake")
+                self.send(child, Wake())
 
-    def send(self, child: Child, message: str) -> None:
+    def send(self, child: Child, message: Message) -> None:
         with contextlib.suppress(OSError):  # the child is gone; its exit sentinel tells the rest
-            child.pipe.send((message, {}))
+            child.pipe.send(message)
 
     async def tick(self) -> None:
         while True:
@@ -510,7 +520,7 @@ class Supervisor:
         self.deadline = time.monotonic() + self.shutdown_timeout
         self.restart_at.clear()
         for child in self.children.values():
-            self.send(child, "stop")
+            self.send(child, Stop())
         self.finish_if_idle()
 
     def stop_now(self) -> None:

@@ -8,11 +8,13 @@ Nothing here reads the database: the parent already hears all of it. Needs
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from django_quickworker.protocol import JobStarted
 
 if TYPE_CHECKING:
     from django_quickworker.supervisor import Supervisor
@@ -87,13 +89,13 @@ class SupervisorMetrics:
         self.registry.register(SupervisorStateCollector(supervisor))
         ProcessCollector(registry=self.registry)
 
-    def job_started(self, slot: int, data: dict[str, Any]) -> None:
-        job_type, queue = data["type"], data["queue"]
+    def job_started(self, slot: int, started: JobStarted) -> None:
+        job_type, queue = started.type, started.queue
         self.running[slot] = RunningJob(job_type, queue, time.monotonic())
         self.started.labels(job_type, queue).inc()
-        if data["attempt"] > 1:
+        if started.attempt > 1:
             self.retried.labels(job_type, queue).inc()
-        self.wait.labels(job_type).observe(max(data["wait"], 0.0))
+        self.wait.labels(job_type).observe(max(started.wait, 0.0))
 
     def job_finished(self, slot: int, success: bool) -> None:
         self._end(slot, "succeeded" if success else "failed")

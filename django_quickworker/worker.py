@@ -1,8 +1,8 @@
 """A worker: the child process that claims due jobs and runs them, one at a time.
 
-Children are spawned by the supervisor (``runworkers``) and talk to it over a pipe:
-they announce themselves, each job they start and finish, and when they go idle; the
-parent answers with ``wake`` (new jobs were submitted) or ``stop``.
+Children are spawned by the supervisor (``runworkers``) and talk to it over a pipe
+(``protocol.py``): they announce themselves, each job they start and finish, and when they
+go idle; the parent answers with ``Wake`` (new jobs were submitted) or ``Stop``.
 """
 
 import asyncio
@@ -41,8 +41,18 @@ from django_quickworker.finish import (
     release_jobs_of,
 )
 from django_quickworker.models import WorkerJob
-from django_quickworker.notifications import notify_user, route_to_parent
+from django_quickworker.notifications import notify_user
 from django_quickworker.payload import storable_text, validate_payload
+from django_quickworker.protocol import (
+    Idle,
+    JobFinished,
+    JobStarted,
+    ParentPipe,
+    Stop,
+    WorkerError,
+    WorkerStarted,
+    route,
+)
 from django_quickworker.registry import registry
 from django_quickworker.schedule import to_timedelta
 from django_quickworker.sentry import report_failure
@@ -80,7 +90,7 @@ def run_worker(
     try:
         worker.run()
     except Exception:
-        worker.send("worker-error", message=traceback.format_exc())
+        worker.parent.send(WorkerError(traceback.format_exc()))
         raise
 
 
@@ -112,7 +122,7 @@ class Worker:
         self.queues = queues
         # Only jobs it can run: one of a type it does not know waits for a worker that does.
         self.types = [job_type.name for job_type in registry]
-        self.pipe = pipe
+        self.parent = ParentPipe(pipe, on_lost=self.on_parent_lost)
         self.burst = burst
         self.stopping = False
         self.current: WorkerJob | None = None
@@ -121,13 +131,12 @@ class Worker:
         self.running_job_id: int | None = None
         self.end_request = end_request
         self.parent_pid = os.getppid()
-        self.send_lock = threading.Lock()  # a job's own threads may send messages too
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self.on_sigterm)
         signal.signal(signal.SIGUSR1, self.on_sigusr1)
-        route_to_parent(self.send)
-        self.send("worker-started", worker=self.id, pid=os.getpid())
+        route.install(self.parent)  # live messages go to the parent, which relays them
+        self.parent.send(WorkerStarted(self.id, os.getpid()))
         threading.Thread(target=self.watch_parent, name="parent-watch", daemon=True).start()
         try:
             self.work()
@@ -148,14 +157,14 @@ class Worker:
         job = self.advance(None, None)
         while job is not None or not (self.stopping or self.burst):
             if job is None:
-                self.send("idle")
+                self.parent.send(Idle())
                 self.read_messages(timeout=self.idle_timeout())
                 job = self.advance(None, None)
                 continue
             outcome, elapsed_ms = self.run_job(job)
             # Before the next claim: the parent's timer for this job stops here, and a
             # "stop" it sent meanwhile keeps us from claiming another.
-            self.send("job-finished", job_id=job.pk, success=outcome.success)
+            self.parent.send(JobFinished(job.pk, outcome.success))
             self.read_messages(timeout=0)
             next_job = self.advance(job, outcome)
             self.report_finished(job, outcome, elapsed_ms)
@@ -225,14 +234,15 @@ class Worker:
     def run_job(self, job: WorkerJob) -> tuple[Outcome, float]:
         """Run ``job``; return its outcome and how long it took, in ms."""
         self.current = job
-        self.send(
-            "job-started",
-            job_id=job.pk,
-            timeout=_seconds(job.timeout),
-            attempt=job.attempt,
-            type=job.type,
-            queue=job.queue,
-            wait=(job.started - job.due).total_seconds() if job.started else 0.0,
+        self.parent.send(
+            JobStarted(
+                job.pk,
+                timeout=_seconds(job.timeout),
+                attempt=job.attempt,
+                type=job.type,
+                queue=job.queue,
+                wait=(job.started - job.due).total_seconds() if job.started else 0.0,
+            )
         )
         tell_owner(job, "job.started", {"attempt": job.attempt})
         logger.info(
@@ -276,23 +286,13 @@ class Worker:
         return next_due(self.queues, self.types)
 
     def read_messages(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for the parent; act on what it says."""
-        try:
-            while self.pipe.poll(timeout):
-                message, _ = self.pipe.recv()
-                if message == "stop":
-                    self.stopping = True
-                timeout = 0  # drain what is already there, then go back to work
-        except (EOFError, OSError):
-            self.stopping = True  # the parent is gone
-
-    def send(self, kind: str, data: dict[str, Any] | None = None, /, **fields: Any) -> None:
-        """Send the parent a message of ``kind`` with ``data`` (or keyword fields)."""
-        try:
-            with self.send_lock:
-                self.pipe.send((kind, data or fields))
-        except (BrokenPipeError, OSError):
+        """Wait up to ``timeout`` seconds for the parent; act on what it says (a wake-up
+        needs nothing more than ending the wait)."""
+        if any(isinstance(message, Stop) for message in self.parent.receive(timeout)):
             self.stopping = True
+
+    def on_parent_lost(self) -> None:
+        self.stopping = True
 
     def should_stop(self) -> bool:
         """Whether a signal or the parent asked this worker to stop (read while reconnecting,

@@ -24,7 +24,7 @@ from django_quickworker.conf import conf
 from django_quickworker.models import Status, WorkerJob
 from django_quickworker.schedule import next_cron_due, next_runs
 from tests.conftest import run_together
-from tests.test_status import live_process, make_row
+from tests.test_overview import live_process, make_row
 
 pytestmark = pytest.mark.django_db
 
@@ -159,8 +159,8 @@ def test_the_list_never_counts_or_scans_the_whole_table(admin_client: Client) ->
 def test_past_the_count_limit_the_list_says_so(
     admin_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("django_quickworker.status.COUNT_LIMIT", 3)
-    monkeypatch.setattr("django_quickworker.status.count_rows.__defaults__", (3,))
+    monkeypatch.setattr("django_quickworker.overview.COUNT_LIMIT", 3)
+    monkeypatch.setattr("django_quickworker.overview.count_rows.__defaults__", (3,))
     for index in range(5):
         make_row(Status.SUCCEEDED, tag=f"t:{index}")
     page = admin_client.get(CHANGELIST).content.decode()

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django_quickworker import submit_job
 from django_quickworker.models import Status, WorkerJob
 from tests.conftest import StartRunworkers
-from tests.test_status import make_row
+from tests.test_overview import make_row
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator, Page

@@ -14,7 +14,8 @@ from django_quickworker.models import Status, WorkerJob
 from tests.test_admin_browser import PASSWORD, chromium
 from tests.test_charts import finished_job
 
-pytestmark = pytest.mark.sqlite
+# Once per CI run (heavy: the py313-dj61 env): the page is the same on every Python and Django.
+pytestmark = [pytest.mark.sqlite, pytest.mark.heavy]
 
 
 @pytest.mark.django_db(transaction=True)

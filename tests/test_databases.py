@@ -181,5 +181,5 @@ def test_an_idle_pool_starts_a_new_job_without_waiting_for_its_poll(
     job = submit_job(tag="woken", type="demo.add", data={"a": 1, "b": 2})
     submitted = time.monotonic()
 
-    wait_until(lambda: WorkerJob.objects.get(pk=job.pk).status == Status.SUCCEEDED, 10, "the job")
+    wait_until(lambda: WorkerJob.objects.get(pk=job.pk).status == Status.SUCCEEDED, what="the job")
     assert time.monotonic() - submitted < 5, runner.output

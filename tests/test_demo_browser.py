@@ -22,7 +22,8 @@ from tests.test_live import free_port, wait_for_port
 if TYPE_CHECKING:
     from playwright.sync_api import ConsoleMessage, Page, Response
 
-pytestmark = pytest.mark.sqlite
+# Once per CI run (heavy: the py313-dj61 env): the page is the same on every Python and Django.
+pytestmark = [pytest.mark.sqlite, pytest.mark.heavy]
 
 SCREENSHOT = REPO / "docs" / "demo.png"
 # Clicked in this order; the second countdown waits for a free worker.

@@ -22,8 +22,8 @@ from django_quickworker.cron import (
 from django_quickworker.exceptions import InvalidCronSchedule, InvalidOption
 from django_quickworker.finish import Outcome, finish_job
 from django_quickworker.models import Status, WorkerJob, WorkerProcess
+from django_quickworker.overview import summarize
 from django_quickworker.registry import JobRegistry, JobType
-from django_quickworker.status import summarize
 from tests.conftest import StartRunworkers, wait_until
 
 LEASE = timedelta(seconds=60)
@@ -217,7 +217,7 @@ def test_runworkers_gives_a_cancelled_cron_occurrence_its_successor(
     runner = start_runworkers("--workers", "1", env={"QUICKWORKER": '{"LEASE": 2}'})
     [row] = wait_until(lambda: pending(CLEANUP_TAG), what="the cleanup's pending row")
     WorkerJob.objects.filter(pk=row.pk).cancel("an operator skipped it")
-    [following] = wait_until(lambda: pending(CLEANUP_TAG), 15, "its successor")
+    [following] = wait_until(lambda: pending(CLEANUP_TAG), what="its successor")
     assert following.pk != row.pk
     assert runner.process.poll() is None
 

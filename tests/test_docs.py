@@ -60,8 +60,8 @@ from django_quickworker.context import JobContext
 from django_quickworker.cron import ensure_cron_jobs
 from django_quickworker.exceptions import RetryJob
 from django_quickworker.models import WorkerJob
+from django_quickworker.overview import summarize
 from django_quickworker.registry import JobRegistry
-from django_quickworker.status import summarize
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"

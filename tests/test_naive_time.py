@@ -118,7 +118,7 @@ def test_a_retry_with_a_delay_comes_back_when_due(
     wait_finished(first, runner)
 
     retry = wait_until(
-        lambda: WorkerJob.objects.filter(rescheduled_from=first).first(), 10, "the retry row"
+        lambda: WorkerJob.objects.filter(rescheduled_from=first).first(), what="the retry row"
     )
     assert first.status == Status.FAILED and first.finished is not None
     assert timezone.is_naive(retry.due)

@@ -7,6 +7,7 @@ one); real processes and Redis are in test_live.
 import asyncio
 import json
 import logging
+import multiprocessing
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,9 +32,9 @@ from django_quickworker.notifications import (
     broadcast_group,
     encode,
     notify_progress,
-    route_to_parent,
     user_group,
 )
+from django_quickworker.protocol import ChannelLayer, Live, Message, ParentPipe, route
 from django_quickworker.registry import JobRegistry
 from django_quickworker.relay import Relay
 from django_quickworker.worker import execute
@@ -42,7 +43,7 @@ IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 # Channels' own rule for group names (channels.layers.BaseChannelLayer).
 GROUP_NAME = re.compile(r"[A-Za-z0-9_.-]{1,99}")
 
-Sent = list[tuple[str, dict[str, Any]]]
+SentToParent = Callable[[], list[Message]]
 
 
 @pytest.fixture(autouse=True)
@@ -52,12 +53,22 @@ def in_memory_layer(settings: Settings) -> None:
 
 
 @pytest.fixture
-def to_parent() -> Iterator[Sent]:
-    """Act as a worker child: messages go to this list (the pipe), not to the layer."""
-    sent: Sent = []
-    route_to_parent(lambda kind, data: sent.append((kind, data)))
+def to_parent() -> Iterator[SentToParent]:
+    """Act as a worker child: messages go over a pipe to the parent, not to the layer; the
+    fixture reads what the parent would receive so far."""
+    parent_end, child_end = multiprocessing.Pipe()
+    route.install(ParentPipe(child_end, on_lost=lambda: None))
+    received: list[Message] = []
+
+    def sent() -> list[Message]:
+        while parent_end.poll(0):
+            received.append(parent_end.recv())
+        return received
+
     yield sent
-    route_to_parent(None)
+    route.install(ChannelLayer())
+    parent_end.close()
+    child_end.close()
 
 
 def valid_group(name: str) -> bool:
@@ -323,27 +334,45 @@ def test_without_a_channel_layer_sending_fails_clearly(settings: Settings) -> No
 # Inside a worker: over the pipe to the parent
 
 
-def test_inside_a_worker_messages_go_to_the_parent_not_the_layer(to_parent: Sent) -> None:
+def test_inside_a_worker_messages_go_to_the_parent_not_the_layer(to_parent: SentToParent) -> None:
     alice, everyone = listen(user_group(1)), listen(broadcast_group())
 
     notify_user(1, "hello", {"n": 1})
     broadcast("deploy", {"v": 2})
 
-    assert to_parent == [
-        ("send-to-user", {"user_id": 1, "event": encode("hello", {"n": 1})}),
-        ("broadcast", {"event": encode("deploy", {"v": 2})}),
+    assert to_parent() == [
+        Live(user_group(1), encode("hello", {"n": 1})),
+        Live(broadcast_group(), encode("deploy", {"v": 2})),
     ]
     assert received(alice, timeout=0.1) is None
     assert received(everyone, timeout=0.1) is None
 
 
-def test_inside_a_worker_a_bad_message_fails_in_the_child(to_parent: Sent) -> None:
+def test_inside_a_worker_the_async_variants_go_to_the_parent_too(
+    to_parent: SentToParent,
+) -> None:
+    alice = listen(user_group(1))
+
+    async def scenario() -> None:
+        await anotify_user(1, "hello", {"n": 1})
+        await abroadcast("deploy", {"v": 2})
+
+    async_to_sync(scenario)()
+
+    assert to_parent() == [
+        Live(user_group(1), encode("hello", {"n": 1})),
+        Live(broadcast_group(), encode("deploy", {"v": 2})),
+    ]
+    assert received(alice, timeout=0.1) is None
+
+
+def test_inside_a_worker_a_bad_message_fails_in_the_child(to_parent: SentToParent) -> None:
     with pytest.raises(InvalidJobData):
         notify_user(1, "bad", {"when": {1}})
     with pytest.raises(InvalidMessage):
         broadcast("", {})
 
-    assert to_parent == []
+    assert to_parent() == []
 
 
 # Jobs that send messages, run in-process as a worker runs them
@@ -371,7 +400,7 @@ def run_job(
 
 @pytest.mark.django_db
 def test_a_job_sending_data_that_is_not_json_fails_with_a_clear_error(
-    job_registry: JobRegistry, to_parent: Sent, owner: User
+    job_registry: JobRegistry, to_parent: SentToParent, owner: User
 ) -> None:
     def sends_a_set(ctx: JobContext) -> str:
         ctx.notify_user(ctx.user_id, "tags", {1, 2})
@@ -383,12 +412,12 @@ def test_a_job_sending_data_that_is_not_json_fails_with_a_clear_error(
     assert outcome.result["exception"] == "django_quickworker.exceptions.InvalidJobData"
     assert outcome.result["error"].startswith("data is set {1, 2}")
     assert "ctx.notify_user" in outcome.traceback
-    assert to_parent == []  # nothing reached the parent
+    assert to_parent() == []  # nothing reached the parent
 
 
 @pytest.mark.django_db
 def test_a_job_broadcasting_too_much_fails_naming_the_setting(
-    job_registry: JobRegistry, to_parent: Sent, settings: Settings
+    job_registry: JobRegistry, to_parent: SentToParent, settings: Settings
 ) -> None:
     settings.QUICKWORKER = {"MAX_MESSAGE_BYTES": 1000}
 
@@ -402,12 +431,12 @@ def test_a_job_broadcasting_too_much_fails_naming_the_setting(
     assert outcome.result["exception"] == "django_quickworker.exceptions.InvalidMessage"
     assert "MAX_MESSAGE_BYTES" in outcome.result["error"]
     assert "over the limit of 1000" in outcome.result["error"]
-    assert to_parent == []
+    assert to_parent() == []
 
 
 @pytest.mark.django_db
 def test_a_job_can_catch_a_refused_message_and_go_on(
-    job_registry: JobRegistry, to_parent: Sent, owner: User
+    job_registry: JobRegistry, to_parent: SentToParent, owner: User
 ) -> None:
     def careful(ctx: JobContext) -> str:
         try:
@@ -419,12 +448,12 @@ def test_a_job_can_catch_a_refused_message_and_go_on(
     _, outcome = run_job(careful, owner)
 
     assert (outcome.success, outcome.result) == (True, "done")
-    assert to_parent == [("send-to-user", {"user_id": owner.pk, "event": encode("good", {"n": 0})})]
+    assert to_parent() == [Live(user_group(owner.pk), encode("good", {"n": 0}))]
 
 
 @pytest.mark.django_db
 def test_a_jobs_messages_and_progress_go_to_the_parent(
-    job_registry: JobRegistry, to_parent: Sent, owner: User
+    job_registry: JobRegistry, to_parent: SentToParent, owner: User
 ) -> None:
     def chatty(ctx: JobContext) -> str:
         ctx.notify_user(ctx.user_id, "hello", {"to": "owner"})
@@ -436,14 +465,17 @@ def test_a_jobs_messages_and_progress_go_to_the_parent(
     claimed, outcome = run_job(chatty, owner)
 
     assert outcome.success is True, outcome.result
-    kinds = [kind for kind, _ in to_parent]
-    assert kinds[:2] == ["send-to-user", "broadcast"]
-    assert to_parent[0][1] == {"user_id": owner.pk, "event": encode("hello", {"to": "owner"})}
-    progress = [data for kind, data in to_parent if kind == "progress"]
+    sent = to_parent()
+    assert sent[:2] == [
+        Live(user_group(owner.pk), encode("hello", {"to": "owner"})),
+        Live(broadcast_group(), encode("news", {"all": True})),
+    ]
+    progress = [message for message in sent[2:] if isinstance(message, Live)]
+    assert progress == sent[2:]
     # Throttled: the first report goes out, and the final one always does.
     assert 2 <= len(progress) <= 3
-    assert {(data["job_id"], data["user_id"]) for data in progress} == {(claimed.pk, owner.pk)}
-    assert progress[0]["event"] == encode(
+    assert {message.group for message in progress} == {user_group(owner.pk)}
+    assert progress[0].event == encode(
         "job.progress",
         {
             "job": claimed.pk,
@@ -453,7 +485,7 @@ def test_a_jobs_messages_and_progress_go_to_the_parent(
             "message": "step 1",
         },
     )
-    assert progress[-1]["event"]["message"]["data"]["current"] == 3
+    assert progress[-1].event["message"]["data"]["current"] == 3
     row = WorkerJob.objects.get(pk=claimed.pk)
     assert row.progress == {"current": 3, "total": 3, "message": "step 3"}
 
@@ -484,18 +516,15 @@ async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def test_the_relay_routes_each_kind_of_message_to_its_group() -> None:
+def test_the_relay_queues_each_message_for_its_group() -> None:
     relay = Relay()
     event = encode("x", 1)
 
-    relay.handle("send-to-user", {"user_id": 3, "event": event})
-    relay.handle("broadcast", {"event": event})
-    relay.handle("progress", {"job_id": 1, "user_id": 4, "event": event})
-    relay.handle("progress", {"job_id": 2, "user_id": None, "event": event})  # a system job
-    relay.handle("idle", {})
+    relay.put(user_group(3), event)
+    relay.put(broadcast_group(), event)
 
     queued = [relay.queue.get_nowait() for _ in range(relay.queue.qsize())]
-    assert queued == [(user_group(3), event), (broadcast_group(), event), (user_group(4), event)]
+    assert queued == [(user_group(3), event), (broadcast_group(), event)]
 
 
 def test_the_relay_sends_queued_messages_in_order() -> None:
@@ -506,7 +535,7 @@ def test_the_relay_sends_queued_messages_in_order() -> None:
         await layer.group_add(user_group(1), channel)
         task = asyncio.create_task(relay.run())
         for n in range(5):
-            relay.handle("send-to-user", {"user_id": 1, "event": encode("n", n)})
+            relay.put(user_group(1), encode("n", n))
         events = [await asyncio.wait_for(layer.receive(channel), 1) for _ in range(5)]
         task.cancel()
         return [event["message"]["data"] for event in events]
@@ -528,12 +557,12 @@ def test_a_relay_failure_is_logged_and_the_relay_keeps_going(
         await layer.group_add(user_group(1), channel)
         task = asyncio.create_task(relay.run())
         layer.down = True
-        relay.handle("send-to-user", {"user_id": 1, "event": encode("lost", 1)})
-        relay.handle("broadcast", {"event": encode("lost too", 2)})
+        relay.put(user_group(1), encode("lost", 1))
+        relay.put(broadcast_group(), encode("lost too", 2))
         await until(lambda: relay.failures == 2)
         assert not task.done()
         layer.down = False  # Redis is back
-        relay.handle("send-to-user", {"user_id": 1, "event": encode("after", 3)})
+        relay.put(user_group(1), encode("after", 3))
         event: dict[str, Any] = await asyncio.wait_for(layer.receive(channel), 1)
         assert not task.done()
         task.cancel()
@@ -556,8 +585,8 @@ def test_without_a_channel_layer_the_relay_drops_messages_quietly(
     settings.CHANNEL_LAYERS = {}
     relay = Relay()
 
-    relay.handle("send-to-user", {"user_id": 1, "event": encode("x", 1)})
-    relay.handle("broadcast", {"event": encode("x", 1)})
+    relay.put(user_group(1), encode("x", 1))
+    relay.put(broadcast_group(), encode("x", 1))
 
     assert relay.layer is None
     assert relay.queue.empty()

@@ -18,6 +18,7 @@ from django_quickworker.exceptions import (
     InvalidOption,
     UnknownJobType,
 )
+from django_quickworker.options import JobOptions
 from django_quickworker.registry import JobRegistry, JobType, registry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -53,13 +54,15 @@ def test_job_registers_a_sync_function_with_its_options(job_registry: JobRegistr
     assert job_type == JobType(
         name="tests.syncJob",
         function=sync_job,
-        timeout=timedelta(minutes=2),
+        options=JobOptions(
+            timeout=timedelta(minutes=2),
+            queue="emails",
+            priority=7,
+            max_attempts=3,
+            auto_reschedule_on_failure=True,
+            auto_reschedule_on_failure_delay=timedelta(seconds=30),
+        ),
         cron="*/5 * * * *",
-        queue="emails",
-        priority=7,
-        max_attempts=3,
-        auto_reschedule_on_failure=True,
-        auto_reschedule_on_failure_delay=timedelta(seconds=30),
     )
     assert job_type.is_async is False
     assert job_type.path == f"{__name__}.sync_job"
@@ -73,10 +76,14 @@ def test_job_registers_an_async_function_with_defaults(job_registry: JobRegistry
     job_type = job_registry.get("tests.asyncJob")
     assert job_type.is_async is True
     assert job_type.function is async_job
-    assert job_type.timeout == timedelta(seconds=90.5)
-    assert (job_type.cron, job_type.queue, job_type.priority) == (None, "default", 0)
-    assert (job_type.max_attempts, job_type.auto_reschedule_on_failure) == (None, False)
-    assert job_type.auto_reschedule_on_failure_delay == timedelta(0)
+    assert job_type.cron is None
+    assert job_type.options == JobOptions(timeout=timedelta(seconds=90.5))
+    assert (job_type.options.queue, job_type.options.priority) == ("default", 0)
+    assert (job_type.options.max_attempts, job_type.options.auto_reschedule_on_failure) == (
+        None,
+        False,
+    )
+    assert job_type.options.auto_reschedule_on_failure_delay == timedelta(0)
 
 
 def test_registry_iterates_in_name_order(job_registry: JobRegistry) -> None:
@@ -104,7 +111,7 @@ def test_the_same_function_may_register_twice(job_registry: JobRegistry) -> None
     job("tests.twice")(sync_job)
     job("tests.twice", queue="second")(sync_job)
 
-    assert job_registry.get("tests.twice").queue == "second"
+    assert job_registry.get("tests.twice").options.queue == "second"
 
 
 @pytest.mark.parametrize("name", ["", "1abc", "has space", "a..b", "a" * 101, None, 5, ".a", "a."])
@@ -174,7 +181,7 @@ def test_demo_jobs_are_autodiscovered() -> None:
     assert {job_type.name for job_type in registry} >= DEMO_TYPES
     assert registry.get("demo.add").function.__module__ == "demo.jobs"
     assert registry.get("demo.asyncSleep").is_async is True
-    assert registry.get("demo.countdown").timeout == timedelta(seconds=300)
+    assert registry.get("demo.countdown").options.timeout == timedelta(seconds=300)
 
 
 def test_autodiscovery_runs_when_django_starts() -> None:

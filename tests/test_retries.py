@@ -476,7 +476,7 @@ def test_a_late_exponential_retry_does_not_stop_the_workers(
         return row.status
 
     try:
-        wait_until(lambda: status(after) == Status.SUCCEEDED, 20, "the next job to run")
+        wait_until(lambda: status(after) == Status.SUCCEEDED, what="the next job to run")
     except AssertionError as error:
         raise AssertionError(f"{error}\n{runner.output}") from None
     assert status(late) == Status.FAILED and late.attempt == 60

@@ -88,7 +88,7 @@ def test_a_killed_child_fails_its_job_and_is_replaced(start_runworkers: StartRun
     runner = start_runworkers("--workers", "1", env=FAST_POLL)
     pid = running_pid(job)
     os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: status_of(job) == Status.FAILED, timeout=5, what="the job to fail")
+    wait_until(lambda: status_of(job) == Status.FAILED, what="the job to fail")
     assert "SIGKILL" in error_of(job)
     # A new child takes over and serves the next job.
     follow_up = submit_job(tag="next", type="demo.add", data={"a": 1, "b": 2})
@@ -101,8 +101,8 @@ def test_a_killed_child_job_is_retried_by_its_policy(start_runworkers: StartRunw
     job = submit_job(tag="retry-me", type="demo.record", data={"seconds": 60}, max_attempts=2)
     start_runworkers("--workers", "1", env=FAST_POLL)
     os.kill(running_pid(job), signal.SIGKILL)
-    wait_until(lambda: status_of(job) == Status.FAILED, timeout=5, what="the job to fail")
-    retry = wait_until(lambda: WorkerJob.objects.filter(rescheduled_from=job).first(), 5, "retry")
+    wait_until(lambda: status_of(job) == Status.FAILED, what="the job to fail")
+    retry = wait_until(lambda: WorkerJob.objects.filter(rescheduled_from=job).first(), what="retry")
     assert (retry.tag, retry.data, retry.attempt, retry.max_attempts) == (
         "retry-me",
         job.data,
@@ -118,7 +118,7 @@ def test_a_job_that_exits_the_worker_cleanly_is_failed_at_once(
 ) -> None:
     job = submit_job(tag="quitter", type="demo.record", data={"exit": 0})
     start_runworkers("--workers", "1", env=FAST_POLL)
-    wait_until(lambda: status_of(job) == Status.FAILED, timeout=10, what="the job to fail")
+    wait_until(lambda: status_of(job) == Status.FAILED, what="the job to fail")
     assert "exited (code 0)" in error_of(job)
     follow_up = submit_job(tag="after-quit", type="demo.add", data={"a": 1, "b": 2})
     wait_until(lambda: status_of(follow_up) == Status.SUCCEEDED, what="a new worker to serve")
@@ -207,7 +207,9 @@ def test_jobs_of_a_dead_host_are_rescued_when_their_lease_expires(
     start_runworkers("--workers", "1", env=FAST_POLL)
     wait_until(lambda: status_of(dead) == Status.FAILED, what="the rescue")
     assert "stopped renewing its lease" in error_of(dead)
-    retry = wait_until(lambda: WorkerJob.objects.filter(rescheduled_from=dead).first(), 10, "retry")
+    retry = wait_until(
+        lambda: WorkerJob.objects.filter(rescheduled_from=dead).first(), what="retry"
+    )
     wait_until(lambda: status_of(retry) == Status.SUCCEEDED, what="the retry to run")
     assert status_of(alive) == Status.RUNNING
 
@@ -325,7 +327,7 @@ def test_a_job_put_back_keeps_all_its_attempts(start_runworkers: StartRunworkers
     runner = start_runworkers("--workers", "1", env=FAST_POLL)
     wait_until(lambda: status_of(job) == Status.FAILED, what="the second run to fail")
     assert job.attempt == 1
-    retry = wait_until(lambda: WorkerJob.objects.filter(rescheduled_from=job).first(), 10, "retry")
+    retry = wait_until(lambda: WorkerJob.objects.filter(rescheduled_from=job).first(), what="retry")
     assert retry.attempt == 1  # its own claim makes it 2 of 2
 
 

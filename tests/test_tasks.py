@@ -48,9 +48,10 @@ def test_the_backend_supports_everything_the_framework_asks_about() -> None:
 def test_every_task_is_a_job_type_named_after_its_module_path() -> None:
     assert isinstance(tasks.add, QuickworkerTask)
     job_type = registry.get("demo.tasks.add")
-    assert (job_type.queue, job_type.priority, job_type.timeout) == ("default", 0, None)
-    assert registry.get("demo.tasks.echo").priority == 10
-    assert registry.get("demo.tasks.sleep").timeout == timedelta(seconds=1)
+    options = job_type.options
+    assert (options.queue, options.priority, options.timeout) == ("default", 0, None)
+    assert registry.get("demo.tasks.echo").options.priority == 10
+    assert registry.get("demo.tasks.sleep").options.timeout == timedelta(seconds=1)
 
 
 def test_enqueue_writes_one_row_and_returns_a_ready_result() -> None:

@@ -13,8 +13,8 @@ from django.utils.functional import cached_property
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
+from django_quickworker.overview import RowCount, count_rows
 from django_quickworker.schedule import wall_time
-from django_quickworker.status import RowCount, count_rows
 
 MAX_PERIODS = 40  # years, months or days one level of the date hierarchy offers
 

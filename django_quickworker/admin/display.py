@@ -19,8 +19,7 @@ from django.utils.translation import gettext_lazy as _
 from django_quickworker.conf import conf
 from django_quickworker.cron import SCHEDULE_CHANGED
 from django_quickworker.models import Backoff, Status, WorkerJob, WorkerProcess
-from django_quickworker.schedule import next_runs, wall_time
-from django_quickworker.status import format_duration
+from django_quickworker.schedule import format_duration, next_runs, wall_time
 from django_quickworker.submit import CANCELLED_BY_NEW_JOB
 
 EMPTY = "—"  # the one marker for a value that is not there

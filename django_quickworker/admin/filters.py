@@ -34,7 +34,7 @@ class QueueFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         served = WorkerProcess.objects.exclude(queues="").values_list("queues", flat=True)
-        queues = {"default"} | {job_type.queue for job_type in registry}
+        queues = {"default"} | {job_type.options.queue for job_type in registry}
         queues.update(queue for names in served for queue in names.split(","))
         return [(queue, queue) for queue in sorted(queues)]
 

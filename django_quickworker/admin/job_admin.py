@@ -24,7 +24,7 @@ from django_quickworker.admin.live import live_rows
 from django_quickworker.admin.summary import summary_context
 from django_quickworker.models import Status, WorkerJob
 from django_quickworker.registry import registry
-from django_quickworker.status import format_duration
+from django_quickworker.schedule import format_duration
 
 LIVE_URL_NAME = "quickworker_workerjob_live"
 

@@ -4,7 +4,8 @@ from typing import Any
 
 from django_quickworker.charts import summary_charts
 from django_quickworker.models import Status
-from django_quickworker.status import format_duration, summarize
+from django_quickworker.overview import summarize
+from django_quickworker.schedule import format_duration
 
 
 def summary_context() -> dict[str, Any]:

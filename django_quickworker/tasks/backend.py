@@ -8,15 +8,15 @@ from datetime import timedelta
 from typing import Any, cast
 
 from django_quickworker.exceptions import InvalidJobData, InvalidJobError, InvalidOption
-from django_quickworker.payload import validate_payload
-from django_quickworker.registry import (
-    JobType,
-    registry,
+from django_quickworker.options import (
+    JobOptions,
+    positive,
     validate_backoff,
     validate_max_attempts,
     validate_queue,
-    validate_type_name,
 )
+from django_quickworker.payload import validate_payload
+from django_quickworker.registry import JobType, registry, validate_type_name
 from django_quickworker.schedule import Duration, to_timedelta, validate_cron
 from django_quickworker.submit import ON_DUPLICATE_TAG, OnDuplicateTag, submit_job
 from django_quickworker.tasks.framework import (
@@ -163,14 +163,16 @@ def register(task: Task, options: TaskOptions) -> None:
         JobType(
             name=task.module_path,
             function=run_task,
-            timeout=options.timeout,
+            options=JobOptions(
+                queue=task.queue_name,
+                priority=task.priority,
+                timeout=options.timeout,
+                max_attempts=options.max_attempts,
+                auto_reschedule_on_failure=(options.max_attempts or 1) > 1,
+                auto_reschedule_on_failure_delay=options.retry_delay,
+                retry_backoff=options.retry_backoff,
+            ),
             cron=options.cron,
-            queue=task.queue_name,
-            priority=task.priority,
-            max_attempts=options.max_attempts,
-            auto_reschedule_on_failure=(options.max_attempts or 1) > 1,
-            auto_reschedule_on_failure_delay=options.retry_delay,
-            retry_backoff=options.retry_backoff,
         )
     )
 
@@ -202,16 +204,9 @@ def task_options(values: dict[str, Any], tag: str, cron: str | None) -> TaskOpti
     return TaskOptions(
         tag=tag,
         on_duplicate_tag=cast(OnDuplicateTag, on_duplicate_tag),
-        timeout=None if timeout is None else _positive(timeout, "timeout"),
+        timeout=None if timeout is None else positive(timeout, "timeout"),
         max_attempts=validate_max_attempts(values["max_attempts"]),
         retry_delay=to_timedelta(values["retry_delay"] or 0, "retry_delay"),
         retry_backoff=validate_backoff(values["retry_backoff"] or "fixed"),
         cron=None if cron is None else validate_cron(cron),
     )
-
-
-def _positive(value: Duration, name: str) -> timedelta:
-    duration = to_timedelta(value, name)
-    if not duration:
-        raise InvalidOption(f"{name}={value!r} must be more than zero.")
-    return duration

@@ -12,7 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError
 
-from django_quickworker.status import MAX_LATENCY, summarize
+from django_quickworker.overview import MAX_LATENCY, summarize
 
 UNHEALTHY = 1
 UNREADABLE = 2

@@ -16,7 +16,8 @@ from django_quickworker import __version__
 from django_quickworker.conf import conf, parse_log_level, parse_worker_count
 from django_quickworker.finish import DATABASE_UNAVAILABLE
 from django_quickworker.models import WorkerJob
-from django_quickworker.registry import registry, validate_queue
+from django_quickworker.options import validate_queue
+from django_quickworker.registry import registry
 from django_quickworker.supervisor import Supervisor
 from django_quickworker.tasks import discover_tasks
 from django_quickworker.worker import configure_logging

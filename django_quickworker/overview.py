@@ -6,7 +6,6 @@ Every query here stays cheap on a table of millions of rows: counts stop at
 the few scheduled, running or recently failed rows through their indexes.
 """
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,13 +13,11 @@ from typing import Any
 from django.db import router
 from django.db.models import Count, Min, QuerySet
 
-from django_quickworker import processes
 from django_quickworker.conf import conf
-from django_quickworker.cron import pending_cron_rows, running_cron_rows
+from django_quickworker.cron import missing_cron_jobs
 from django_quickworker.databases import database
 from django_quickworker.models import Status, WorkerJob, WorkerProcess
-from django_quickworker.registry import CRON_TAG_PREFIX
-from django_quickworker.schedule import wall_time
+from django_quickworker.schedule import format_duration, wall_time
 
 COUNT_LIMIT = 10_000  # rows counted exactly; past this, an estimate or a lower bound
 MAX_LATENCY = timedelta(minutes=5)  # a due job waiting longer than this means trouble
@@ -258,14 +255,6 @@ def unknown_types(jobs: QuerySet[WorkerJob], alive: list[WorkerProcess]) -> list
     return [Backlog(row["type"], row["count"], row["oldest"]) for row in rows]
 
 
-def missing_cron_jobs() -> list[str]:
-    """Tags of the cron jobs declared in code (here or by a live runworkers) whose chain has
-    no pending or running row: nothing would run them until a runworkers schedules them."""
-    tags = [CRON_TAG_PREFIX + name for name in processes.cron_schedules()]
-    live = pending_cron_rows(tags) | running_cron_rows(tags)
-    return sorted(set(tags) - set(live.values_list("tag", flat=True)))
-
-
 def oldest_due(due: QuerySet[WorkerJob]) -> datetime | None:
     """The earliest due time among ``due`` jobs.
 
@@ -274,21 +263,3 @@ def oldest_due(due: QuerySet[WorkerJob]) -> datetime | None:
     """
     per_priority = due.order_by().values("priority").annotate(oldest=Min("due"))
     return min((row["oldest"] for row in per_priority), default=None)
-
-
-def format_duration(duration: timedelta) -> str:
-    """A duration for people: "850 ms", "4.2 s", "3 min 5 s", "2 h 10 min", "3 d 4 h"."""
-    seconds = duration.total_seconds()
-    if seconds < 1:
-        return f"{max(seconds, 0) * 1000:.0f} ms"
-    if seconds < 10:
-        return f"{math.floor(seconds * 10) / 10:g} s"
-    seconds = int(seconds)
-    for size, unit, smaller_size, smaller_unit in UNITS:
-        if seconds >= size:
-            rest = (seconds % size) // smaller_size
-            return f"{seconds // size} {unit}" + (f" {rest} {smaller_unit}" if rest else "")
-    return f"{seconds} s"
-
-
-UNITS = [(86400, "d", 3600, "h"), (3600, "h", 60, "min"), (60, "min", 1, "s")]

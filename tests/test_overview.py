@@ -1,4 +1,4 @@
-"""The queue summary (status.py) and ``manage.py quickworker status``: text, JSON, exit codes."""
+"""The queue summary (overview.py) and ``manage.py quickworker status``: text, JSON, exit codes."""
 
 import json
 import os
@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from django_quickworker.cron import ensure_cron_jobs
 from django_quickworker.models import Status, WorkerJob, WorkerProcess
-from django_quickworker.status import RowCount, count_rows, format_duration, summarize
+from django_quickworker.overview import RowCount, count_rows, summarize
+from django_quickworker.schedule import format_duration
 from tests.conftest import MANAGE, database_url
 
 pytestmark = pytest.mark.django_db
