@@ -248,7 +248,7 @@ def lock_tags(tags: list[str], alias: str) -> None:
 
 def insert(jobs: list[WorkerJob], alias: str) -> list[WorkerJob]:
     """Write ``jobs`` with one INSERT and wake the workers of their queues on commit."""
-    database(alias).insert_jobs(jobs, [], CANCELLED_BY_NEW_JOB)
+    database(alias).insert_jobs(jobs)
     return jobs
 
 
