@@ -56,7 +56,16 @@ def test_banner_and_burst_exit(start_runworkers: StartRunworkers) -> None:
     assert "workers:       2" in banner
     assert "queues:        default, mail" in banner
     types_line = next(line for line in banner.splitlines() if "job types:" in line)
-    demo_types = ["add", "asyncSleep", "countdown", "fail", "misbehave", "noop", "record"]
+    demo_types = [
+        "add",
+        "asyncSleep",
+        "countdown",
+        "fail",
+        "firstLine",
+        "misbehave",
+        "noop",
+        "record",
+    ]
     # The test project's @task functions are job types too, named after their module path.
     task_names = ["add", "async_add", "count_to", "echo", "fail", "fail_once_then_wait"]
     task_names += ["fail_until", "noop", "sleep", "whoami"]

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, TypeVar, cast
 
 from django.conf import settings
 from django.core.checks import CheckMessage
-from django.db import connections
+from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import DateTimeField, Field, QuerySet
 from django.db.models.expressions import RawSQL
@@ -179,6 +179,41 @@ class Database:
 
     # Submitting and waking
 
+    def insert_jobs(
+        self, jobs: list[WorkerJob], replacing: Sequence[str] = (), reason: str = ""
+    ) -> None:
+        """Write ``jobs`` (unsaved) and wake the workers of their queues on commit; first,
+        under the locks of the tags ``replacing``, cancel their scheduled jobs with ``reason``.
+
+        This default does it with the ORM, one statement after another.
+        """
+        queues = {job.queue for job in jobs}
+        if not replacing:
+            self.insert_rows(jobs)
+            self.wake_workers(queues)
+            return
+        with transaction.atomic(using=self.alias, savepoint=False):
+            self.lock_tags(list(replacing))
+            scheduled = WorkerJob.objects.using(self.alias).scheduled().filter(tag__in=replacing)
+            if scheduled.exists():  # usually not: a cheap look spares the costly UPDATE
+                scheduled.cancel(reason)
+            self.insert_rows(jobs)
+            self.wake_workers(queues)
+
+    def insert_rows(self, jobs: list[WorkerJob]) -> None:
+        """Write ``jobs`` with one INSERT (or as few as the database's limits allow)."""
+        if len(jobs) == 1:
+            jobs[0].save(using=self.alias, force_insert=True)  # bulk_create costs more for one
+        else:
+            WorkerJob.objects.using(self.alias).bulk_create(jobs)
+
+    def saved(self, jobs: list[WorkerJob], ids: Sequence[Any]) -> None:
+        """Mark ``jobs`` as the saved rows ``ids`` (in order), as ``save`` would."""
+        for job, pk in zip(jobs, ids, strict=True):
+            job.pk = pk
+            job._state.adding = False
+            job._state.db = self.alias
+
     def lock_tags(self, tags: list[str]) -> None:
         """Serialize submissions of the same tags until the current transaction ends."""
         raise NotImplementedError
@@ -258,6 +293,11 @@ def _converters(alias: str, use_tz: bool) -> "dict[str, tuple[Field[Any, Any], l
         )
         for field in WorkerJob._meta.concrete_fields
     }
+
+
+@functools.cache
+def inserted_fields() -> "list[Field[Any, Any]]":
+    return [field for field in WorkerJob._meta.concrete_fields if not field.primary_key]
 
 
 class ReturningClaim(Database):

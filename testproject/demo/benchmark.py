@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from pathlib import Path
 from typing import Any
 
@@ -95,12 +96,32 @@ def runworkers(*args: str) -> subprocess.Popen[bytes]:
     )
 
 
-def throughput(count: int, workers: int, label: str = "throughput") -> float:
-    """Drain ``count`` no-op jobs with ``runworkers``; return jobs/s."""
-    submit_noops(count, label)
-    with running_workers(workers, settle=0):
+def throughput(count: int, workers: int, label: str = "throughput") -> dict[str, float]:
+    """Drain ``count`` no-op jobs with ``runworkers``; return jobs/s, and the CPU time per job
+    (µs) of the parent and of the workers, from their own accounting while the jobs ran."""
+    due = submit_noops(count, label)
+    with running_workers(workers, settle=0) as process:
+        time.sleep(max(0.0, (due - timezone.now()).total_seconds()))
+        before = cpu_seconds(process.pid)
         wait_until_drained(label)
-    return drained_rate(label, count)
+        after = cpu_seconds(process.pid)
+    return {
+        "jobs_per_s": drained_rate(label, count),
+        "parent_cpu_us": (after[0] - before[0]) / count * 1e6,
+        "worker_cpu_us": (after[1] - before[1]) / count * 1e6,
+    }
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) used so far by ``runworkers`` and by its workers."""
+    parent = psutil.Process(pid)
+    times = parent.cpu_times()
+    children = 0.0
+    for child in worker_children(parent):
+        with _gone():
+            child_times = child.cpu_times()
+            children += child_times.user + child_times.system
+    return times.user + times.system, children
 
 
 def wait_until_drained(label: str) -> None:
@@ -128,14 +149,46 @@ def noops_side_by_side(count: int, pairs: int, workers: int) -> list[dict[str, f
 
 
 def ceiling(count: int, workers: int) -> float:
-    """Drain ``count`` jobs with W plain processes doing claim and finish in raw SQL."""
+    """Drain ``count`` jobs of the queue's table with W plain processes doing claim and
+    finish in raw SQL."""
     due = submit_noops(count, "ceiling")
+    raw_workers(workers, due, "same")
+    return drained_rate("ceiling", count)
+
+
+def minimal_ceiling(count: int, workers: int) -> float:
+    """Drain ``count`` jobs of a fresh minimal queue table (ceiling_worker.create_minimal)
+    with W plain processes doing claim and finish in raw SQL: what any queue could do."""
+    due = timezone.now() + timedelta(seconds=STARTUP)
+    with connection.cursor() as cursor:
+        moment = str(connection.ops.adapt_datetimefield_value(due))
+        ceiling_worker.create_minimal(cursor, connection.vendor, count, moment)
+    try:
+        raw_workers(workers, due, "minimal")
+        table = ceiling_worker.MINIMAL_TABLE
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT COUNT(*), MAX(finished) FROM {table} WHERE state = 'done'")
+            done, last = cursor.fetchone()
+        if done != count:
+            raise RuntimeError(f"minimal ceiling: {done} of {count} jobs done")
+        if isinstance(last, str):  # SQLite
+            last = datetime.fromisoformat(last)
+        if timezone.is_naive(last):  # SQLite, MySQL: UTC
+            last = last.replace(tzinfo=dt_timezone.utc)
+        return count / (last - due).total_seconds()
+    finally:
+        with connection.cursor() as cursor:
+            ceiling_worker.drop_minimal(cursor)
+
+
+def raw_workers(workers: int, due: datetime, table: str) -> None:
+    """Run ``workers`` raw SQL ceiling processes on ``table`` until they find nothing due."""
     settings_dict = dict(connection.settings_dict)
     spawn = multiprocessing.get_context("spawn")
     processes = [
         spawn.Process(
             target=ceiling_worker.run,
-            args=(connection.vendor, settings_dict, f"raw:{i}", due.timestamp()),
+            args=(connection.vendor, settings_dict, f"raw:{i}", due.timestamp(), table),
         )
         for i in range(workers)
     ]
@@ -143,20 +196,22 @@ def ceiling(count: int, workers: int) -> float:
         process.start()
     for process in processes:
         process.join(timeout=600)
-    return drained_rate("ceiling", count)
 
 
 def latency(jobs: int, interval: float, workers: int) -> dict[str, float]:
-    """Enqueue-to-start in ms, for jobs submitted one at a time to an idle pool."""
+    """Milliseconds from before a default ``submit_job`` call to the first line of its job,
+    for jobs submitted one at a time to an idle pool."""
+    submitted = {}
     with running_workers(workers):
         for i in range(jobs):
-            submit_job(tag=f"{TAG}latency:{i}", type="demo.noop", on_duplicate_tag="allow")
+            before = time.time()
+            row = submit_job(tag=f"{TAG}latency:{i}", type="demo.firstLine")
+            submitted[row.pk] = before
             time.sleep(interval)
         rows = WorkerJob.objects.filter(tag__startswith=f"{TAG}latency:")
         wait_for(lambda: rows.succeeded().count() == jobs, timeout=60)
     delays = sorted(
-        (started - created).total_seconds() * 1000
-        for started, created in rows.values_list("started", "created_at")
+        (first_line - submitted[pk]) * 1000 for pk, first_line in rows.values_list("pk", "result")
     )
     return {
         "p50": statistics.median(delays),
@@ -165,13 +220,52 @@ def latency(jobs: int, interval: float, workers: int) -> dict[str, float]:
     }
 
 
-def enqueue_single(count: int, on_duplicate_tag: OnDuplicateTag) -> float:
-    """``count`` submit_job calls, each its own transaction (autocommit), with unique tags."""
-    started = time.perf_counter()
-    for i in range(count):
-        tag = f"{TAG}single-{on_duplicate_tag}:{i}"
-        submit_job(tag=tag, type="demo.noop", on_duplicate_tag=on_duplicate_tag)
-    return count / (time.perf_counter() - started)
+def enqueue_single(count: int, chunk: int = 100) -> dict[str, float]:
+    """Jobs/s of one-row submissions, each its own transaction (autocommit), with unique
+    tags: plain SQL INSERT + COMMIT (the floor), ``submit_job`` with ``allow`` and with the
+    default ``replace``, alternating in chunks so that all three see the same load."""
+    raw = ceiling_worker.Inserter(connection.vendor, dict(connection.settings_dict))
+    modes: tuple[OnDuplicateTag, ...] = ("allow", "replace")
+    spent = dict.fromkeys(["floor", *modes], 0.0)
+    try:
+        for start in range(0, count, chunk):
+            batch = range(start, min(start + chunk, count))
+            started = time.perf_counter()
+            raw.one_by_one([f"{TAG}raw-insert:{i}" for i in batch])
+            spent["floor"] += time.perf_counter() - started
+            for mode in modes:
+                started = time.perf_counter()
+                for i in batch:
+                    submit_job(
+                        tag=f"{TAG}single-{mode}:{i}", type="demo.noop", on_duplicate_tag=mode
+                    )
+                spent[mode] += time.perf_counter() - started
+    finally:
+        raw.close()
+    return {name: count / seconds for name, seconds in spent.items()}
+
+
+def enqueue_bulk(count: int, rounds: int) -> list[dict[str, float]]:
+    """Rows/s of ``submit_jobs`` of ``count`` rows and of a raw multi-row INSERT of the same
+    rows, in turn, ``rounds`` times."""
+    raw = ceiling_worker.Inserter(connection.vendor, dict(connection.settings_dict))
+    measured = []
+    try:
+        for round_ in range(rounds):
+            started = time.perf_counter()
+            raw.multi_row([f"{TAG}raw-bulk:{round_}:{i}" for i in range(count)])
+            floor = count / (time.perf_counter() - started)
+            started = time.perf_counter()
+            submit_jobs(
+                [{"tag": f"{TAG}bulk:{round_}:{i}", "type": "demo.noop"} for i in range(count)],
+                on_duplicate_tag="allow",
+            )
+            ours = count / (time.perf_counter() - started)
+            clear()
+            measured.append({"floor": floor, "ours": ours, "ratio": ours / floor})
+    finally:
+        raw.close()
+    return measured
 
 
 def enqueue_side_by_side(count: int, chunk: int = 100) -> tuple[float, float]:
@@ -191,22 +285,6 @@ def enqueue_side_by_side(count: int, chunk: int = 100) -> tuple[float, float]:
     for start in range(0, count, CHUNK):
         delete(ids[start : start + CHUNK])  # the task's rows have its own tag, not ours
     return count / spent["submit_job"], count / spent["enqueue"]
-
-
-def enqueue_ceiling(count: int) -> float:
-    """Single-row INSERTs with a commit each, in plain SQL: the floor under ``submit_job``."""
-    return ceiling_worker.insert_one_by_one(
-        connection.vendor, dict(connection.settings_dict), count
-    )
-
-
-def enqueue_bulk(count: int) -> float:
-    started = time.perf_counter()
-    submit_jobs(
-        [{"tag": f"{TAG}bulk:{i}", "type": "demo.noop"} for i in range(count)],
-        on_duplicate_tag="allow",
-    )
-    return count / (time.perf_counter() - started)
 
 
 def add_finished_rows(count: int) -> None:
@@ -299,14 +377,14 @@ def _gone() -> Iterator[None]:
 
 
 @contextmanager
-def running_workers(workers: int, settle: float = 2.0) -> Iterator[None]:
+def running_workers(workers: int, settle: float = 2.0) -> Iterator[subprocess.Popen[bytes]]:
     """``runworkers`` running while the block runs; ``settle`` seconds for its children to
     start and go idle first."""
     process = runworkers("--workers", str(workers))
     try:
         wait_for(lambda: WorkerProcess.objects.exists(), timeout=60)
         time.sleep(settle)
-        yield
+        yield process
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)

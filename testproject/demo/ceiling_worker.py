@@ -5,50 +5,75 @@ import sqlite3
 import time
 from typing import Any
 
+MINIMAL_TABLE = "bench_minimal_queue"
 
-def run(vendor: str, settings_dict: dict[str, Any], name: str, start_at: float) -> None:
+
+def run(vendor: str, settings_dict: dict[str, Any], name: str, start_at: float, table: str) -> None:
     """The ceiling: claim with one UPDATE … RETURNING, finish with another, nothing else;
-    from ``start_at`` (a UNIX time), when the jobs fall due."""
+    from ``start_at`` (a UNIX time), when the jobs fall due. ``table``: "same", the queue's
+    own table with its indexes; "minimal", :data:`MINIMAL_TABLE` (see create_minimal)."""
     if vendor == "mysql":
-        run_mysql(settings_dict, name, start_at)
+        run_mysql(settings_dict, name, start_at, table)
         return
-    table = "quickworker_workerjob"
-    claim = (
-        f"UPDATE {table} SET status = 'running', started = {{now}}, worker = {{p}}, "
-        f"attempt = attempt + 1 WHERE id = (SELECT id FROM {table} WHERE status = 'scheduled' "
-        f"AND due <= {{now}} ORDER BY priority DESC, due, id LIMIT 1 {{lock}}) RETURNING id"
-    )
-    finish = (
-        f"UPDATE {table} SET status = 'succeeded', finished = {{now}}, success = true, "
-        f"result = 'null' WHERE id = {{p}}"
-    )
+    if table == "minimal":
+        claim = (
+            f"UPDATE {MINIMAL_TABLE} SET state = 'running' WHERE id = (SELECT id FROM "
+            f"{MINIMAL_TABLE} WHERE state = 'scheduled' AND due <= {{now}} ORDER BY due, id "
+            "LIMIT 1 {lock}) RETURNING id"
+        )
+        finish = f"UPDATE {MINIMAL_TABLE} SET state = 'done', finished = {{now}} WHERE id = {{p}}"
+    else:
+        claim = (
+            f"UPDATE {SAME_TABLE} SET status = 'running', started = {{now}}, worker = {{p}}, "
+            f"attempt = attempt + 1 WHERE id = (SELECT id FROM {SAME_TABLE} WHERE status = "
+            "'scheduled' AND due <= {now} ORDER BY priority DESC, due, id LIMIT 1 {lock}) "
+            "RETURNING id"
+        )
+        finish = (
+            f"UPDATE {SAME_TABLE} SET status = 'succeeded', finished = {{now}}, success = true, "
+            "result = 'null' WHERE id = {p}"
+        )
     db, parts = connect(vendor, settings_dict)
     claim_sql, finish_sql = claim.format(**parts), finish.format(**parts)
+    claim_params = () if table == "minimal" else (name,)
     time.sleep(max(0.0, start_at - time.time()) + 0.01)
     while True:
-        row = db.execute(claim_sql, (name,)).fetchone()
+        row = db.execute(claim_sql, claim_params).fetchone()
         if row is None:
             return
         db.execute(finish_sql, (row[0],))
 
 
-def run_mysql(settings_dict: dict[str, Any], name: str, start_at: float) -> None:
+SAME_TABLE = "quickworker_workerjob"
+
+
+def run_mysql(settings_dict: dict[str, Any], name: str, start_at: float, table: str) -> None:
     """MySQL's ceiling, without UPDATE … RETURNING: lock the next row (skipping locked ones)
     and update it by id in one transaction, then finish it with an UPDATE of its own."""
-    table = "quickworker_workerjob"
-    pick = (
-        f"SELECT id FROM {table} FORCE INDEX (quickworker_claimable) WHERE status = 'scheduled' "
-        "AND due <= UTC_TIMESTAMP(6) ORDER BY priority DESC, due, id LIMIT 1 "
-        "FOR UPDATE SKIP LOCKED"
-    )
-    claim = (
-        f"UPDATE {table} SET status = 'running', started = UTC_TIMESTAMP(6), worker = %s, "
-        "attempt = attempt + 1 WHERE id = %s"
-    )
-    finish = (
-        f"UPDATE {table} SET status = 'succeeded', finished = UTC_TIMESTAMP(6), success = true, "
-        "result = 'null' WHERE id = %s"
-    )
+    if table == "minimal":
+        pick = (
+            f"SELECT id FROM {MINIMAL_TABLE} FORCE INDEX (bench_minimal_claimable) WHERE "
+            "state = 'scheduled' AND due <= UTC_TIMESTAMP(6) ORDER BY due, id LIMIT 1 "
+            "FOR UPDATE SKIP LOCKED"
+        )
+        claim = f"UPDATE {MINIMAL_TABLE} SET state = 'running' WHERE id = %s"
+        finish = (
+            f"UPDATE {MINIMAL_TABLE} SET state = 'done', finished = UTC_TIMESTAMP(6) WHERE id = %s"
+        )
+    else:
+        pick = (
+            f"SELECT id FROM {SAME_TABLE} FORCE INDEX (quickworker_claimable) WHERE status = "
+            "'scheduled' AND due <= UTC_TIMESTAMP(6) ORDER BY priority DESC, due, id LIMIT 1 "
+            "FOR UPDATE SKIP LOCKED"
+        )
+        claim = (
+            f"UPDATE {SAME_TABLE} SET status = 'running', started = UTC_TIMESTAMP(6), "
+            "worker = %s, attempt = attempt + 1 WHERE id = %s"
+        )
+        finish = (
+            f"UPDATE {SAME_TABLE} SET status = 'succeeded', finished = UTC_TIMESTAMP(6), "
+            "success = true, result = 'null' WHERE id = %s"
+        )
     db, _ = connect("mysql", settings_dict)
     cursor = db.cursor()
     time.sleep(max(0.0, start_at - time.time()) + 0.01)
@@ -59,26 +84,97 @@ def run_mysql(settings_dict: dict[str, Any], name: str, start_at: float) -> None
         if row is None:
             cursor.execute("COMMIT")
             return
-        cursor.execute(claim, (name, row[0]))
+        cursor.execute(claim, (row[0],) if table == "minimal" else (name, row[0]))
         cursor.execute("COMMIT")
         cursor.execute(finish, (row[0],))
 
 
-def insert_one_by_one(vendor: str, settings_dict: dict[str, Any], count: int) -> float:
-    """Enqueue ``count`` jobs as single-row INSERTs, each its own transaction; return jobs/s."""
-    db, parts = connect(vendor, settings_dict)
-    insert = (
-        "INSERT INTO quickworker_workerjob (tag, type, data, queue, priority, status, due, "
-        "error_traceback, attempt, max_attempts, worker, cron_schedule, "
-        "auto_reschedule_on_failure, auto_reschedule_on_failure_delay, retry_backoff, "
-        "persistent, created_at, updated_at) VALUES ({p}, 'demo.noop', '{{}}', 'default', 0, "
-        "'scheduled', {now}, '', 0, 1, '', '', false, {zero}, 'fixed', false, {now}, {now})"
-    ).format(**parts)
-    cursor = db.cursor()  # sqlite3 and psycopg connections have execute(); MySQLdb's do not
-    started = time.perf_counter()
-    for i in range(count):
-        cursor.execute(insert, (f"bench:raw-insert:{i}",))
-    return count / (time.perf_counter() - started)
+def create_minimal(cursor: Any, vendor: str, count: int, due: str) -> None:
+    """A fresh minimal queue table (id, state, two timestamps, one partial index: what any
+    queue needs) holding ``count`` jobs due at ``due`` (the database's datetime text)."""
+    cursor.execute(f"DROP TABLE IF EXISTS {MINIMAL_TABLE}")
+    key = {
+        "postgresql": "bigserial PRIMARY KEY",
+        "mysql": "bigint AUTO_INCREMENT PRIMARY KEY",
+        "sqlite": "integer PRIMARY KEY AUTOINCREMENT",
+    }[vendor]
+    stamp = "timestamp with time zone" if vendor == "postgresql" else "datetime(6)"
+    stamp = "datetime" if vendor == "sqlite" else stamp
+    cursor.execute(
+        f"CREATE TABLE {MINIMAL_TABLE} (id {key}, state varchar(10) NOT NULL, "
+        f"due {stamp} NOT NULL, finished {stamp} NULL)"
+    )
+    if vendor == "mysql":  # no partial indexes: the full one led by the state
+        cursor.execute(f"CREATE INDEX bench_minimal_claimable ON {MINIMAL_TABLE} (state, due, id)")
+    else:
+        cursor.execute(
+            f"CREATE INDEX bench_minimal_claimable ON {MINIMAL_TABLE} (due, id) "
+            "WHERE state = 'scheduled'"
+        )
+    series = f"WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {count})"
+    if vendor == "postgresql":
+        cursor.execute(
+            f"INSERT INTO {MINIMAL_TABLE} (state, due) SELECT 'scheduled', %s "
+            f"FROM generate_series(1, {int(count)})",
+            [due],
+        )
+    elif vendor == "mysql":
+        cursor.execute(f"SET SESSION max_recursive_iterations = {int(count)}")  # MariaDB
+        cursor.execute(
+            f"INSERT INTO {MINIMAL_TABLE} (state, due) {series} SELECT 'scheduled', %s FROM s",
+            [due],
+        )
+    else:
+        cursor.execute(
+            f"{series} INSERT INTO {MINIMAL_TABLE} (state, due) SELECT 'scheduled', %s FROM s",
+            [due],
+        )
+
+
+def drop_minimal(cursor: Any) -> None:
+    cursor.execute(f"DROP TABLE IF EXISTS {MINIMAL_TABLE}")
+
+
+# One row of the raw INSERTs: what submit_job writes for a no-op, in literal SQL but the tag.
+INSERT_COLUMNS = (
+    "tag, type, data, queue, priority, status, due, error_traceback, attempt, max_attempts, "
+    "worker, cron_schedule, auto_reschedule_on_failure, auto_reschedule_on_failure_delay, "
+    "retry_backoff, persistent, created_at, updated_at"
+)
+INSERT_ROW = (
+    "({p}, 'demo.noop', '{{}}', 'default', 0, 'scheduled', {now}, '', 0, 1, '', '', false, "
+    "{zero}, 'fixed', false, {now}, {now})"
+)
+
+
+class Inserter:
+    """A connection of its own that writes no-op rows in plain SQL: the floors under
+    ``submit_job`` (one INSERT and its commit per row) and ``submit_jobs`` (multi-row)."""
+
+    def __init__(self, vendor: str, settings_dict: dict[str, Any]) -> None:
+        self.db, self.parts = connect(vendor, settings_dict)
+        self.cursor = self.db.cursor()  # sqlite3 and psycopg have execute(); MySQLdb not
+        self.row = INSERT_ROW.format(**self.parts)
+
+    def one_by_one(self, tags: list[str]) -> None:
+        """Each tag as a single-row INSERT, each its own transaction (autocommit)."""
+        sql = f"INSERT INTO {SAME_TABLE} ({INSERT_COLUMNS}) VALUES {self.row}"
+        for tag in tags:
+            self.cursor.execute(sql, (tag,))
+
+    def multi_row(self, tags: list[str], rows_per_statement: int = 1000) -> None:
+        """All tags in one transaction, ``rows_per_statement`` rows per INSERT."""
+        self.cursor.execute("BEGIN")
+        for start in range(0, len(tags), rows_per_statement):
+            chunk = tags[start : start + rows_per_statement]
+            values = ", ".join([self.row] * len(chunk))
+            self.cursor.execute(
+                f"INSERT INTO {SAME_TABLE} ({INSERT_COLUMNS}) VALUES {values}", chunk
+            )
+        self.cursor.execute("COMMIT")
+
+    def close(self) -> None:
+        self.db.close()
 
 
 def connect(vendor: str, settings_dict: dict[str, Any]) -> tuple[Any, dict[str, str]]:

@@ -60,6 +60,12 @@ def noop(ctx: Any) -> None:
     """Do nothing: the benchmark measures the queue, not the job."""
 
 
+@job("demo.firstLine")
+def first_line(ctx: Any) -> float:
+    """Return when its first line ran (a UNIX time): where the benchmark's latency ends."""
+    return time.time()
+
+
 # What demo.misbehave returns for each ``data["returns"]``: results no database stores intact.
 UNSTORABLE_RESULTS: dict[str, Any] = {
     "huge int": 2**64,
