@@ -12,7 +12,7 @@ from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 
 from django_quickworker import child as child_process
-from django_quickworker import processes, worker
+from django_quickworker import processes
 from django_quickworker.protocol import JobFinished, JobStarted, Message
 
 KILL_GRACE = 5.0  # seconds a child gets to end its job (SIGUSR1) before SIGKILL
@@ -60,7 +60,7 @@ class Child:
         process.start()
         child_end.close()
         assert process.pid is not None
-        worker_id = worker.worker_id(slot, processes.START_TOKEN, process.pid)
+        worker_id = processes.worker_id(slot, processes.START_TOKEN, process.pid)
         return cls(slot, process, parent_end, worker_id, time.monotonic(), end_request)
 
     def send(self, message: Message) -> None:

@@ -23,12 +23,7 @@ from django_quickworker.children import STABLE_AFTER, Child, describe_exit, rest
 from django_quickworker.conf import conf
 from django_quickworker.cron import ensure_cron_jobs
 from django_quickworker.databases import database
-from django_quickworker.leases import (
-    end_jobs_of,
-    maintain_leases,
-    release_jobs_of,
-    watch_cancellations,
-)
+from django_quickworker.leases import maintain_leases, settle_jobs_of, watch_cancellations
 from django_quickworker.models import WorkerJob
 from django_quickworker.outages import DatabaseThread
 from django_quickworker.protocol import (
@@ -47,7 +42,6 @@ from django_quickworker.wakeups import WakeUps
 
 if TYPE_CHECKING:
     from django_quickworker.embedded import EmbeddedServer
-    from django_quickworker.monitor import Monitor
     from django_quickworker.supervisor_metrics import SupervisorMetrics
 
 logger = logging.getLogger(__name__)
@@ -119,20 +113,15 @@ class Supervisor:
         if not self.stopping:  # a signal may have come during the cron check
             for slot in range(self.workers):
                 self.start(slot)
-        db = database(router.db_for_write(WorkerJob))
-        tasks: dict[str, Callable[[], Awaitable[None]]] = {
-            "tick": self.tick,
-            "maintain_leases": lambda: maintain_leases(self),
-            "watch_cancellations": lambda: watch_cancellations(self),
-            "relay": self.relay.run,
-            "watch_for_jobs": lambda: db.watch_for_jobs(self.wakeups.wake, self.in_db),
-            "watch_due_times": lambda: self.wakeups.watch_due_times(self.in_db),
-        }
         running = [
-            self.loop.create_task(keep_running(self, *task), name=task[0]) for task in tasks.items()
+            self.loop.create_task(keep_running(self, name, task), name=name)
+            for name, task in long_lived_tasks(self).items()
         ]
         if self.monitor_address:
-            monitor = self.start_monitor(*self.monitor_address)
+            from django_quickworker.monitor import Monitor  # needs prometheus_client, an extra
+
+            monitor = Monitor(self, *self.monitor_address)
+            self.metrics = monitor.metrics
             running.append(self.loop.create_task(monitor.serve()))
         web = self.loop.create_task(self.web_server.serve()) if self.web_server else None
         await self.done.wait()
@@ -147,13 +136,6 @@ class Supervisor:
         self.db.shutdown()
         logger.info("runworkers stopped")
         return self.exit_code
-
-    def start_monitor(self, host: str, port: int) -> "Monitor":
-        from django_quickworker.monitor import Monitor  # needs prometheus_client, an extra
-
-        monitor = Monitor(self, host, port)
-        self.metrics = monitor.metrics
-        return monitor
 
     # Children
 
@@ -208,7 +190,7 @@ class Supervisor:
     async def after_exit(self, child: Child) -> None:
         try:
             with self.db.unless_stopped_by_an_outage(f"the exit of worker {child.worker}"):
-                await self.settle_jobs_of(child)
+                await settle_jobs_of(self, child)
         except Exception:  # the slot must be restarted whatever happened to its jobs
             logger.error("settling the jobs of worker %s failed", child.worker, exc_info=True)
         finally:
@@ -218,24 +200,6 @@ class Supervisor:
         if not (self.stopping or (self.burst and code == 0)):
             self.schedule_restart(child, code)
         self.finish_if_idle()
-
-    async def settle_jobs_of(self, child: Child) -> None:
-        """Put back or fail whatever job the child left running."""
-        code = child.process.exitcode
-        assert code is not None
-        if self.stopping_now:
-            released = await self.in_db(release_jobs_of, child.worker)
-            if released:
-                logger.info(
-                    "put %d interrupted job(s) of %s back in the queue", released, child.worker
-                )
-        else:
-            # Even a clean exit can leave a job behind (the job called sys.exit()).
-            reason = child.end_reason or describe_exit(code)
-            if code != 0:
-                logger.warning("worker %s exited: %s", child.worker, reason)
-            if await self.in_db(end_jobs_of, child.worker, reason):
-                self.wakeups.wake()  # a retry may be due now
 
     def finish_if_idle(self) -> None:
         """End the run once every child is gone and none will be restarted."""
@@ -333,6 +297,19 @@ class Supervisor:
         for child in self.children.values():
             child.process.kill()
         self.finish_if_idle()
+
+
+def long_lived_tasks(supervisor: "Supervisor") -> dict[str, Callable[[], Awaitable[None]]]:
+    """The parent's loops besides reading its children, by name, for keep_running."""
+    db = database(router.db_for_write(WorkerJob))
+    return {
+        "tick": supervisor.tick,
+        "maintain_leases": lambda: maintain_leases(supervisor),
+        "watch_cancellations": lambda: watch_cancellations(supervisor),
+        "relay": supervisor.relay.run,
+        "watch_for_jobs": lambda: db.watch_for_jobs(supervisor.wakeups.wake, supervisor.in_db),
+        "watch_due_times": lambda: supervisor.wakeups.watch_due_times(supervisor.in_db),
+    }
 
 
 async def keep_running(
