@@ -17,6 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from django_quickworker import processes
+from django_quickworker.children import Child, describe_exit
 from django_quickworker.conf import conf
 from django_quickworker.cron import ensure_cron_jobs
 from django_quickworker.databases import database
@@ -71,6 +72,24 @@ def end_jobs_of(worker: str, reason: str) -> int:
         finish_safely(job, _ended(job, reason))
         announce_finished(job)
     return len(jobs)
+
+
+async def settle_jobs_of(supervisor: "Supervisor", child: Child) -> None:
+    """Put back or end whatever job ``child``, which has exited, left running: back in the
+    queue when runworkers is stopping now, otherwise ended as its exit says."""
+    code = child.process.exitcode
+    assert code is not None
+    if supervisor.stopping_now:
+        released = await supervisor.in_db(release_jobs_of, child.worker)
+        if released:
+            logger.info("put %d interrupted job(s) of %s back in the queue", released, child.worker)
+    else:
+        # Even a clean exit can leave a job behind (the job called sys.exit()).
+        reason = child.end_reason or describe_exit(code)
+        if code != 0:
+            logger.warning("worker %s exited: %s", child.worker, reason)
+        if await supervisor.in_db(end_jobs_of, child.worker, reason):
+            supervisor.wakeups.wake()  # a retry may be due now
 
 
 def _ended(job: WorkerJob, reason: str) -> Outcome:

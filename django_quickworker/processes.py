@@ -24,6 +24,13 @@ def process_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{START_TOKEN}"
 
 
+def worker_id(slot: int, token: str, pid: int | None = None) -> str:
+    """The name a worker's rows carry: host:pid:token:slot, ``token`` being its runworkers
+    parent's START_TOKEN, so that no two workers ever share a name, whatever their hosts
+    and PIDs."""
+    return f"{socket.gethostname()}:{pid or os.getpid()}:{token}:{slot}"
+
+
 STALE_AFTER = timedelta(days=1)  # rows of runworkers killed without a goodbye are dropped then
 
 

@@ -9,34 +9,23 @@ one helper thread, off the loop.
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import multiprocessing
-import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from django.db import router
 
-from django_quickworker import child as child_process
-from django_quickworker import processes, worker
+from django_quickworker import processes
+from django_quickworker.children import STABLE_AFTER, Child, describe_exit, restart_delay
 from django_quickworker.conf import conf
 from django_quickworker.cron import ensure_cron_jobs
 from django_quickworker.databases import database
-from django_quickworker.leases import (
-    end_jobs_of,
-    maintain_leases,
-    release_jobs_of,
-    watch_cancellations,
-)
+from django_quickworker.leases import maintain_leases, settle_jobs_of, watch_cancellations
 from django_quickworker.models import WorkerJob
-from django_quickworker.outages import DATABASE_UNAVAILABLE, retry_on_db_error
+from django_quickworker.outages import DatabaseThread
 from django_quickworker.protocol import (
     Idle,
     JobFinished,
@@ -53,41 +42,15 @@ from django_quickworker.wakeups import WakeUps
 
 if TYPE_CHECKING:
     from django_quickworker.embedded import EmbeddedServer
-    from django_quickworker.monitor import Monitor
     from django_quickworker.supervisor_metrics import SupervisorMetrics
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 TICK = 0.1  # seconds between checks of timeouts, restarts and the shutdown deadline
 IDLE_TICK = 1.0  # seconds between those checks while there is nothing to time
-KILL_GRACE = 5.0  # seconds a child gets to end its job (SIGUSR1) before SIGKILL
-FIRST_RESTART_DELAY = 0.5  # seconds; doubles with each crash in a row
-MAX_RESTART_DELAY = 30.0  # seconds
-STABLE_AFTER = 10.0  # seconds a child (or task) must live for its crash not to count as a loop
 MAX_TASK_FAILURES = 5  # failures in a row after which a supervisor task cannot go on
 TASK_RESTART_DELAY = 1.0  # seconds before a failed supervisor task starts again
-
-
-@dataclass
-class Child:
-    """One worker process, as the parent sees it."""
-
-    slot: int
-    process: BaseProcess
-    pipe: Connection
-    worker: str
-    started_at: float
-    end_request: ctypes.c_longlong  # the id of the job it must end, read by its SIGUSR1 handler
-    idle: bool = False
-    job_id: int | None = None
-    job_started_at: float = 0.0
-    job_timeout: float | None = None
-    ran_a_job: bool = False
-    ended_at: float | None = None  # when the parent told it to end its job
-    end_reason: str | None = None  # why the parent ended it
-    ended_job_id: int | None = None  # which job the parent told it to end
 
 
 class Supervisor:
@@ -127,7 +90,9 @@ class Supervisor:
         self.deadline = 0.0
         self.spawn = multiprocessing.get_context("spawn")  # no inherited connections or threads
         self.timing = asyncio.Event()  # something for the tick to time began: see until_next_tick
-        self.wakeups = WakeUps(self.children.values, queues, lambda child: self.send(child, Wake()))
+        self.db = DatabaseThread(lambda: self.stopping, self.running_jobs)
+        self.in_db = self.db.run
+        self.wakeups = WakeUps(self.children.values, queues, lambda child: child.send(Wake()))
 
     def run(self) -> int:
         """Supervise until stopped; return the exit code."""
@@ -138,31 +103,25 @@ class Supervisor:
         self.done = asyncio.Event()
         self.exits_in_progress = 0
         self.exit_tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
-        self.db = ThreadPoolExecutor(1, thread_name_prefix="quickworker-db")
         self.relay = Relay()
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.on_signal, signum)
-        with self.unless_stopped_by_an_outage("start"):
+        with self.db.unless_stopped_by_an_outage("start"):
             # Registered first: what this runworkers declares counts in the cron check.
             await self.in_db(processes.register, self.workers, self.queues)
             await self.in_db(ensure_cron_jobs)
         if not self.stopping:  # a signal may have come during the cron check
             for slot in range(self.workers):
                 self.start(slot)
-        db = database(router.db_for_write(WorkerJob))
-        tasks: dict[str, Callable[[], Awaitable[None]]] = {
-            "tick": self.tick,
-            "maintain_leases": lambda: maintain_leases(self),
-            "watch_cancellations": lambda: watch_cancellations(self),
-            "relay": self.relay.run,
-            "watch_for_jobs": lambda: db.watch_for_jobs(self.wakeups.wake, self.in_db),
-            "watch_due_times": lambda: self.wakeups.watch_due_times(self.in_db),
-        }
         running = [
-            self.loop.create_task(self.keep_running(*task), name=task[0]) for task in tasks.items()
+            self.loop.create_task(keep_running(self, name, task), name=name)
+            for name, task in long_lived_tasks(self).items()
         ]
         if self.monitor_address:
-            monitor = self.start_monitor(*self.monitor_address)
+            from django_quickworker.monitor import Monitor  # needs prometheus_client, an extra
+
+            monitor = Monitor(self, *self.monitor_address)
+            self.metrics = monitor.metrics
             running.append(self.loop.create_task(monitor.serve()))
         web = self.loop.create_task(self.web_server.serve()) if self.web_server else None
         await self.done.wait()
@@ -172,88 +131,19 @@ class Supervisor:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
-        with self.unless_stopped_by_an_outage("exit"):
+        with self.db.unless_stopped_by_an_outage("exit"):
             await self.in_db(processes.unregister)
-        self.db.shutdown(wait=True)
+        self.db.shutdown()
         logger.info("runworkers stopped")
         return self.exit_code
-
-    async def keep_running(self, name: str, task: Callable[[], Awaitable[None]]) -> None:
-        """Run the long-lived ``task``, restarting it after any exception it raises.
-
-        One that keeps failing as soon as it starts cannot go on: runworkers then stops its
-        workers (their jobs go back to the queue) and exits with status 1, so that the
-        service manager restarts it, rather than living on half-dead.
-        """
-        failures = 0
-        while True:
-            started = time.monotonic()
-            try:
-                await task()
-                return  # it has nothing (more) to do, as the wake-up watch of an in-memory SQLite
-            except Exception as error:
-                if self.stopping:  # e.g. the database went away: nothing left to keep up
-                    logger.warning("supervisor task %s ended while stopping: %r", name, error)
-                    return
-                failures = 1 if time.monotonic() - started > STABLE_AFTER else failures + 1
-                if failures >= MAX_TASK_FAILURES:
-                    logger.critical(
-                        "supervisor task %s failed %d times in a row; stopping runworkers "
-                        "(exit status 1) so that it is restarted",
-                        name,
-                        failures,
-                        exc_info=True,
-                    )
-                    self.exit_code = 1
-                    self.stop_now()
-                    return
-                logger.error(
-                    "supervisor task %s failed; restarting it in %gs",
-                    name,
-                    TASK_RESTART_DELAY,
-                    exc_info=True,
-                )
-            await asyncio.sleep(TASK_RESTART_DELAY)
-
-    def start_monitor(self, host: str, port: int) -> "Monitor":
-        from django_quickworker.monitor import Monitor  # needs prometheus_client, an extra
-
-        monitor = Monitor(self, host, port)
-        self.metrics = monitor.metrics
-        return monitor
 
     # Children
 
     def start(self, slot: int) -> None:
-        parent_end, child_end = self.spawn.Pipe()
-        end_request = self.spawn.RawValue(ctypes.c_longlong, 0)  # see Worker.on_sigusr1
-        process = self.spawn.Process(
-            target=child_process.main,
-            args=(
-                slot,
-                self.queues,
-                child_end,
-                end_request,
-                self.burst,
-                self.log_level,
-                processes.START_TOKEN,
-            ),
-            name=f"quickworker-{slot}",
-        )
-        process.start()
-        child_end.close()
-        assert process.pid is not None
-        child = Child(
-            slot,
-            process,
-            parent_end,
-            worker.worker_id(slot, processes.START_TOKEN, process.pid),
-            time.monotonic(),
-            end_request,
-        )
+        child = Child.spawn(self.spawn, slot, self.queues, self.burst, self.log_level)
         self.children[slot] = child
-        self.loop.add_reader(parent_end.fileno(), self.on_message, child)
-        self.loop.add_reader(process.sentinel, self.on_exit, child)
+        self.loop.add_reader(child.pipe.fileno(), self.on_message, child)
+        self.loop.add_reader(child.process.sentinel, self.on_exit, child)
         logger.debug("started worker %s", child.worker)
 
     def on_message(self, child: Child) -> None:
@@ -269,17 +159,11 @@ class Supervisor:
                 self.wakeups.went_idle(child)
             case JobStarted():
                 self.timing.set()
-                child.idle = False
-                child.job_id = message.job_id
-                child.job_started_at = time.monotonic()
-                child.job_timeout = message.timeout
+                child.job_began(message)
                 if self.metrics:
                     self.metrics.job_started(child.slot, message)
             case JobFinished():
-                child.job_id = None
-                child.ran_a_job = True
-                if child.ended_job_id == message.job_id:  # it finished before the signal came
-                    child.ended_at = child.end_reason = child.ended_job_id = None
+                child.job_ended(message)
                 if self.metrics:
                     self.metrics.job_finished(child.slot, message.success)
             case Live():
@@ -305,8 +189,8 @@ class Supervisor:
 
     async def after_exit(self, child: Child) -> None:
         try:
-            with self.unless_stopped_by_an_outage(f"the exit of worker {child.worker}"):
-                await self.settle_jobs_of(child)
+            with self.db.unless_stopped_by_an_outage(f"the exit of worker {child.worker}"):
+                await settle_jobs_of(self, child)
         except Exception:  # the slot must be restarted whatever happened to its jobs
             logger.error("settling the jobs of worker %s failed", child.worker, exc_info=True)
         finally:
@@ -317,24 +201,6 @@ class Supervisor:
             self.schedule_restart(child, code)
         self.finish_if_idle()
 
-    async def settle_jobs_of(self, child: Child) -> None:
-        """Put back or fail whatever job the child left running."""
-        code = child.process.exitcode
-        assert code is not None
-        if self.stopping_now:
-            released = await self.in_db(release_jobs_of, child.worker)
-            if released:
-                logger.info(
-                    "put %d interrupted job(s) of %s back in the queue", released, child.worker
-                )
-        else:
-            # Even a clean exit can leave a job behind (the job called sys.exit()).
-            reason = child.end_reason or describe_exit(code)
-            if code != 0:
-                logger.warning("worker %s exited: %s", child.worker, reason)
-            if await self.in_db(end_jobs_of, child.worker, reason):
-                self.wakeups.wake()  # a retry may be due now
-
     def finish_if_idle(self) -> None:
         """End the run once every child is gone and none will be restarted."""
         if self.children or self.restart_at or self.exits_in_progress:
@@ -343,14 +209,11 @@ class Supervisor:
             self.done.set()
 
     def schedule_restart(self, child: Child, code: int) -> None:
-        lived = time.monotonic() - child.started_at
-        crashed_early = code != 0 and not child.end_reason and not child.ran_a_job
-        crashed_early = crashed_early and lived < STABLE_AFTER
-        crashes = self.crashes.get(child.slot, 0) + 1 if crashed_early else 0
+        crashes = self.crashes.get(child.slot, 0) + 1 if child.crashed_early(code) else 0
         self.crashes[child.slot] = crashes
         if self.metrics:
             self.metrics.worker_restarting(child.end_reason, code)
-        delay = min(FIRST_RESTART_DELAY * 2**crashes, MAX_RESTART_DELAY)
+        delay = restart_delay(crashes)
         if crashes >= 3:
             logger.error(
                 "worker slot %d crashed %d times in a row at start (%s); restarting in %.1fs",
@@ -362,11 +225,7 @@ class Supervisor:
         self.restart_at[child.slot] = time.monotonic() + delay
         self.timing.set()
 
-    # Waking, timeouts and leases
-
-    def send(self, child: Child, message: Message) -> None:
-        with contextlib.suppress(OSError):  # the child is gone; its exit sentinel tells the rest
-            child.pipe.send(message)
+    # Timeouts
 
     async def tick(self) -> None:
         while True:
@@ -395,60 +254,21 @@ class Supervisor:
             await asyncio.wait_for(self.timing.wait(), IDLE_TICK)
 
     def enforce_timeout(self, child: Child, now: float) -> None:
-        if child.ended_at is not None:
-            if now - child.ended_at > KILL_GRACE:
-                child.process.kill()
-            return
-        if child.job_id is None or child.job_timeout is None:
-            return
-        if now - child.job_started_at > child.job_timeout:
+        if child.lingers(now):
+            child.process.kill()
+        elif child.ended_at is None and child.overran(now):
             self.end_job(child, f"Job timed out after {child.job_timeout:g}s.", "timed_out")
 
     def end_job(self, child: Child, reason: str, outcome: str) -> None:
-        """Make ``child`` abandon its job and exit (SIGUSR1), and SIGKILL it if it lingers.
-
-        Not SIGTERM: service managers and terminals send that to the whole process group,
-        and then children should finish their jobs, not drop them.
-        """
+        """Make ``child`` abandon its job and exit (see Child.end)."""
         logger.warning("job id=%s on %s: %s Ending the worker.", child.job_id, child.worker, reason)
-        child.end_reason = reason
         if self.metrics:
             self.metrics.job_ending(child.slot, outcome)
-        child.ended_at = time.monotonic()
+        child.end(reason)
         self.timing.set()
-        child.ended_job_id = child.job_id
-        child.end_request.value = child.job_id or 0
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child.process.pid or 0, signal.SIGUSR1)
 
-    @contextlib.contextmanager
-    def unless_stopped_by_an_outage(self, what: str) -> Iterator[None]:
-        """Give up the database work inside when a signal came while the database is down:
-        stopping must not wait for it; running jobs are left to lease rescue."""
-        try:
-            yield
-        except DATABASE_UNAVAILABLE as error:
-            if not self.stopping:
-                raise
-            running = [c.job_id for c in self.children.values() if c.job_id]
-            logger.warning(
-                "database unavailable during %s while stopping; giving up (jobs left to lease "
-                "rescue: %s): %s",
-                what,
-                running or "none running",
-                error,
-            )
-
-    async def in_db(self, function: Callable[..., T], *args: Any) -> T:
-        """Run ``function`` on the database thread, retrying while the database is down
-        (until a signal asks runworkers to stop)."""
-        return await self.loop.run_in_executor(
-            self.db,
-            retry_on_db_error,
-            lambda: function(*args),
-            function.__name__,
-            lambda: self.stopping,
-        )
+    def running_jobs(self) -> list[int]:
+        return [child.job_id for child in self.children.values() if child.job_id]
 
     # Stopping
 
@@ -468,7 +288,7 @@ class Supervisor:
         self.timing.set()
         self.restart_at.clear()
         for child in self.children.values():
-            self.send(child, Stop())
+            child.send(Stop())
         self.finish_if_idle()
 
     def stop_now(self) -> None:
@@ -479,13 +299,54 @@ class Supervisor:
         self.finish_if_idle()
 
 
-def describe_exit(code: int) -> str:
-    """Say how a process ended, from its exit code (negative: killed by that signal)."""
-    if code < 0:
+def long_lived_tasks(supervisor: "Supervisor") -> dict[str, Callable[[], Awaitable[None]]]:
+    """The parent's loops besides reading its children, by name, for keep_running."""
+    db = database(router.db_for_write(WorkerJob))
+    return {
+        "tick": supervisor.tick,
+        "maintain_leases": lambda: maintain_leases(supervisor),
+        "watch_cancellations": lambda: watch_cancellations(supervisor),
+        "relay": supervisor.relay.run,
+        "watch_for_jobs": lambda: db.watch_for_jobs(supervisor.wakeups.wake, supervisor.in_db),
+        "watch_due_times": lambda: supervisor.wakeups.watch_due_times(supervisor.in_db),
+    }
+
+
+async def keep_running(
+    supervisor: "Supervisor", name: str, task: Callable[[], Awaitable[None]]
+) -> None:
+    """Run the long-lived ``task``, restarting it after any exception it raises.
+
+    One that keeps failing as soon as it starts cannot go on: runworkers then stops its
+    workers (their jobs go back to the queue) and exits with status 1, so that the
+    service manager restarts it, rather than living on half-dead.
+    """
+    failures = 0
+    while True:
+        started = time.monotonic()
         try:
-            return f"Worker process was killed by {signal.Signals(-code).name}."
-        except ValueError:
-            return f"Worker process was killed by signal {-code}."
-    if code == 0:
-        return "Worker process exited (code 0) while running the job."
-    return f"Worker process exited with code {code}."
+            await task()
+            return  # it has nothing (more) to do, as the wake-up watch of an in-memory SQLite
+        except Exception as error:
+            if supervisor.stopping:  # e.g. the database went away: nothing left to keep up
+                logger.warning("supervisor task %s ended while stopping: %r", name, error)
+                return
+            failures = 1 if time.monotonic() - started > STABLE_AFTER else failures + 1
+            if failures >= MAX_TASK_FAILURES:
+                logger.critical(
+                    "supervisor task %s failed %d times in a row; stopping runworkers "
+                    "(exit status 1) so that it is restarted",
+                    name,
+                    failures,
+                    exc_info=True,
+                )
+                supervisor.exit_code = 1
+                supervisor.stop_now()
+                return
+            logger.error(
+                "supervisor task %s failed; restarting it in %gs",
+                name,
+                TASK_RESTART_DELAY,
+                exc_info=True,
+            )
+        await asyncio.sleep(TASK_RESTART_DELAY)

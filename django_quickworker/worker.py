@@ -10,7 +10,6 @@ import ctypes
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 import traceback
@@ -41,6 +40,7 @@ from django_quickworker.models import WorkerJob
 from django_quickworker.notifications import notify_user
 from django_quickworker.outages import DATABASE_UNAVAILABLE, retry_on_db_error
 from django_quickworker.payload import storable_text, validate_payload
+from django_quickworker.processes import worker_id
 from django_quickworker.protocol import (
     Idle,
     JobFinished,
@@ -65,13 +65,6 @@ PARENT_CHECK_INTERVAL = 1.0  # seconds between checks that the parent is still a
 # Seconds an idle worker waits for its parent's wake-up before it looks for a job itself: a
 # safety net only, since the parent looks for due jobs for it (see wakeups.py).
 UNWOKEN_LOOK_INTERVAL = 60.0
-
-
-def worker_id(slot: int, token: str, pid: int | None = None) -> str:
-    """The name a worker's rows carry: host:pid:token:slot, ``token`` being its runworkers
-    parent's START_TOKEN, so that no two workers ever share a name, whatever their hosts
-    and PIDs."""
-    return f"{socket.gethostname()}:{pid or os.getpid()}:{token}:{slot}"
 
 
 def run_worker(

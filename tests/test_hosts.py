@@ -18,7 +18,7 @@ from django.utils import timezone
 from demo.models import Execution
 from django_quickworker import processes, submit_job
 from django_quickworker.models import Status, WorkerJob, WorkerProcess
-from django_quickworker.worker import worker_id
+from django_quickworker.processes import worker_id
 from tests.conftest import Runworkers, StartRunworkers, wait_until
 
 pytestmark = pytest.mark.heavy  # several runworkers, outages: see conftest

@@ -15,7 +15,7 @@ from demo.models import Execution
 from django_quickworker import submit_job
 from django_quickworker import supervisor as supervisor_module
 from django_quickworker.models import Status, WorkerJob, WorkerProcess
-from django_quickworker.supervisor import Supervisor
+from django_quickworker.supervisor import Supervisor, keep_running
 from tests.conftest import StartRunworkers, wait_until
 
 POISON = timedelta(days=365 * 10_000)
@@ -122,7 +122,7 @@ def test_a_supervisor_task_that_raises_is_restarted(
 
     async def main() -> Supervisor:
         supervisor = await start_supervisor()
-        task = asyncio.get_running_loop().create_task(supervisor.keep_running("flaky", flaky))
+        task = asyncio.get_running_loop().create_task(keep_running(supervisor, "flaky", flaky))
         await asyncio.sleep(0.3)
         assert not task.done()
         task.cancel()
@@ -144,7 +144,7 @@ def test_a_supervisor_task_that_keeps_failing_stops_runworkers_with_status_1(
 
     async def main() -> Supervisor:
         supervisor = await start_supervisor()
-        await asyncio.wait_for(supervisor.keep_running("broken", broken), timeout=5)
+        await asyncio.wait_for(keep_running(supervisor, "broken", broken), timeout=5)
         assert supervisor.done.is_set()
         return supervisor
 
