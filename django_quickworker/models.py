@@ -2,11 +2,13 @@
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import models, router, transaction
 from django.db.models import Case, ExpressionWrapper, F, Q, Value, When
 from django.db.models.functions import Coalesce
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -78,15 +80,14 @@ class WorkerJobQuerySet(models.QuerySet["WorkerJob"]):
 
     def cancel(self, reason: str) -> int:
         """Cancel the scheduled jobs among these with ``reason``; return how many."""
-        now = timezone.now()
-        return self.scheduled().update(
-            status=Status.CANCELLED,
-            finished=now,
-            success=False,
-            result={"error": reason},
-            remove_at=_remove_at(now, conf.retain_failed),
-            updated_at=now,
-        )
+        return self.scheduled().update(**_cancellation(reason))
+
+    def cancel_statement(self, reason: str) -> tuple[str, tuple[object, ...]]:
+        """The SQL and parameters of ``cancel``, for a database that sends it together
+        with other statements."""
+        query = cast(UpdateQuery, self.scheduled().query.chain(UpdateQuery))
+        query.add_update_values(_cancellation(reason))
+        return query.get_compiler(self.db).as_sql()
 
     # What an operator may do to which jobs: the admin's actions change these rows, and a
     # job's page offers an action where the job is among them.
@@ -156,6 +157,19 @@ class WorkerJobQuerySet(models.QuerySet["WorkerJob"]):
             cancelled = rows.cancel(reason)
             asked = rows.running().update(cancel_requested=now, updated_at=now)
         return cancelled, asked
+
+
+def _cancellation(reason: str) -> dict[str, Any]:
+    """What cancelling a scheduled job writes on its row."""
+    now = timezone.now()
+    return {
+        "status": Status.CANCELLED,
+        "finished": now,
+        "success": False,
+        "result": {"error": reason},
+        "remove_at": _remove_at(now, conf.retain_failed),
+        "updated_at": now,
+    }
 
 
 def _remove_at(finished: datetime, default_retention: object) -> Case:

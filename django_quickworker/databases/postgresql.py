@@ -9,11 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
-from django.utils import timezone
 
-from django_quickworker.conf import conf
 from django_quickworker.databases.base import Claim, InDb, ReturningClaim, Wake, inserted_fields
-from django_quickworker.models import Status, WorkerJob
+from django_quickworker.models import WorkerJob
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +69,9 @@ class PostgreSQL(ReturningClaim):
         if replacing:
             statements += [
                 self.lock_tags_statement(replacing),
-                self.cancel_statement(replacing, reason),
+                WorkerJob.objects.using(self.alias)
+                .filter(tag__in=replacing)
+                .cancel_statement(reason),
             ]
         inserting = len(statements)
         statements.append(self.insert_statement(jobs))
@@ -137,18 +137,6 @@ class PostgreSQL(ReturningClaim):
             " FROM unnest(%s::text[]) AS tag ORDER BY key) AS keys"
         )
         return sql, [TAG_LOCK_NAMESPACE, list(tags)]
-
-    def cancel_statement(self, tags: Sequence[str], reason: str) -> tuple[str, list[object]]:
-        """The UPDATE of ``WorkerJobQuerySet.cancel``, for the scheduled jobs of ``tags``."""
-        now = timezone.now()
-        result = self.connection.ops.adapt_json_value({"error": reason}, None)
-        sql = (
-            f"UPDATE {self.table} SET status = '{Status.CANCELLED}', finished = %s, "
-            "success = false, result = %s, remove_at = CASE WHEN persistent THEN NULL "
-            "ELSE %s + COALESCE(remove_delay, %s) END, updated_at = %s "
-            f"WHERE status = '{Status.SCHEDULED}' AND tag = ANY(%s)"
-        )
-        return sql, [now, result, now, conf.retain_failed, now, list(tags)]
 
     def wake_workers(self, queues: set[str]) -> None:
         if not queues:
