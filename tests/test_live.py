@@ -40,6 +40,9 @@ COUNTDOWN = {"steps": 3, "interval": 0.1}
 # blocking reads and close websockets that stayed quiet that long.
 IDLE = 7.0
 MESSAGE_TIMEOUT = 30.0
+# The first message of a job's story waits for the job to start, and on a loaded machine for
+# runworkers to start its workers too.
+STORY_START_TIMEOUT = 90.0
 
 Message = dict[str, Any]
 AsgiServer = Callable[[dict[str, str]], int]
@@ -109,7 +112,7 @@ def next_message(ws: ClientConnection, timeout: float = MESSAGE_TIMEOUT) -> Mess
 
 def messages_until(ws: ClientConnection, last_type: str) -> list[Message]:
     """Every message up to and including the first of type ``last_type``."""
-    messages = [next_message(ws)]
+    messages = [next_message(ws, STORY_START_TIMEOUT)]
     while messages[-1]["type"] != last_type:
         messages.append(next_message(ws))
     return messages
@@ -250,8 +253,10 @@ def test_live_messages_cross_redis_to_the_owners_socket_only(
 
         try:
             story = messages_until(alice_ws, "job.finished")
-        except ConnectionClosed as closed:
-            raise AssertionError(f"Alice's socket closed: {closed}\n{runner.output}") from None
+        except (ConnectionClosed, AssertionError) as error:
+            raise AssertionError(
+                f"{error} (the job is {status_of(job)})\n{runner.output}"
+            ) from None
         assert_a_countdown_story(story, job)
         assert status_of(job) == Status.SUCCEEDED
         # Bob's first message is the sentinel sent now through Redis: he got none of Alice's.
