@@ -250,7 +250,7 @@ class Supervisor:
         if self.stopping or self.restart_at or any(c.job_id or c.ended_at for c in children):
             await asyncio.sleep(TICK)
             return
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(asyncio.TimeoutError):  # not TimeoutError before 3.11
             await asyncio.wait_for(self.timing.wait(), IDLE_TICK)
 
     def enforce_timeout(self, child: Child, now: float) -> None:

@@ -86,7 +86,7 @@ class WakeUps(Generic[W]):
                 elif self.may_wake_for(due):
                     self.wake_idle()
                     continue
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):  # not TimeoutError before Python 3.11
                 await asyncio.wait_for(self.look_again.wait(), wait)
 
     def may_wake_for(self, due: datetime) -> bool:

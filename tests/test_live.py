@@ -40,9 +40,6 @@ COUNTDOWN = {"steps": 3, "interval": 0.1}
 # blocking reads and close websockets that stayed quiet that long.
 IDLE = 7.0
 MESSAGE_TIMEOUT = 30.0
-# The first message of a job's story waits for the job to start, and on a loaded machine for
-# runworkers to start its workers too.
-STORY_START_TIMEOUT = 90.0
 
 Message = dict[str, Any]
 AsgiServer = Callable[[dict[str, str]], int]
@@ -112,7 +109,7 @@ def next_message(ws: ClientConnection, timeout: float = MESSAGE_TIMEOUT) -> Mess
 
 def messages_until(ws: ClientConnection, last_type: str) -> list[Message]:
     """Every message up to and including the first of type ``last_type``."""
-    messages = [next_message(ws, STORY_START_TIMEOUT)]
+    messages = [next_message(ws)]
     while messages[-1]["type"] != last_type:
         messages.append(next_message(ws))
     return messages
