@@ -99,6 +99,23 @@ REPO = Path(__file__).resolve().parent.parent
 MANAGE = REPO / "testproject" / "manage.py"
 
 
+def run_manage(
+    *args: str, timeout: float, env: dict[str, str] | None = None
+) -> "subprocess.CompletedProcess[str]":
+    """Run the test project's ``manage.py`` with ``args``, on the database its settings (and
+    ``env``) name, not the test database, and return what it printed."""
+    environment = {**os.environ, **(env or {})}
+    environment.pop("TEST_DATABASE_NAME", None)
+    return subprocess.run(
+        [sys.executable, str(MANAGE), *args],
+        env=environment,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def database_url(settings_dict: dict[str, Any] | None = None) -> str:
     """A DATABASE_URL for the database the tests use, for subprocesses."""
     db = settings_dict or connection.settings_dict

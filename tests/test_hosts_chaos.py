@@ -4,14 +4,11 @@ longer than the lease, one with its clock fast; no job is lost, and no more run 
 were in flight on what was killed or cut off."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import MANAGE, REPO
+from tests.conftest import run_manage
 
 # The run's own server, whatever the tests' database: once, in the PostgreSQL envs. One to
 # four minutes (the faults wait for leases to run out; worker starts are slow on a busy box).
@@ -20,17 +17,8 @@ pytestmark = [pytest.mark.postgresql, pytest.mark.heavy]
 
 def test_chaos_with_three_hosts_loses_no_job(tmp_path: Path) -> None:
     report_path = tmp_path / "chaos.json"
-    environment = {**os.environ}
-    environment.pop("TEST_DATABASE_NAME", None)
     arguments = ["--hosts", "3", "--jobs", "400", "--workers", "1", "--json", str(report_path)]
-    result = subprocess.run(
-        [sys.executable, str(MANAGE), "chaos", *arguments],
-        env=environment,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_manage("chaos", *arguments, timeout=300)
     assert result.returncode == 0, f"{result.stdout}{result.stderr}"
     report = json.loads(report_path.read_text())
     assert (report["submitted"], report["succeeded"], report["lost"]) == (400, 400, 0), report

@@ -11,16 +11,12 @@ busy.
 
 import contextlib
 import itertools
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -32,12 +28,9 @@ from demo.mariadbserver import MariaDBServer
 from demo.models import Execution
 from demo.pgcluster import PostgreSQLServer
 from django_quickworker.models import WorkerJob
-from tests.conftest import Runworkers, wait_until
+from tests.conftest import Runworkers, run_manage, wait_until
 
 pytestmark = pytest.mark.heavy  # several runworkers, outages: see conftest
-
-REPO = Path(__file__).resolve().parent.parent
-MANAGE = REPO / "testproject" / "manage.py"
 
 JOBS = 200
 WORKERS = 2
@@ -70,16 +63,7 @@ def cluster() -> Iterator[Server]:
 
 def manage(cluster: Server, *args: str) -> None:
     """Run ``manage.py`` on the throwaway database."""
-    environment = {**os.environ, "DATABASE_URL": cluster.url(DATABASE)}
-    environment.pop("TEST_DATABASE_NAME", None)
-    result = subprocess.run(
-        [sys.executable, str(MANAGE), *args],
-        env=environment,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_manage(*args, timeout=120, env={"DATABASE_URL": cluster.url(DATABASE)})
     assert result.returncode == 0, f"manage.py {args[0]} failed:\n{result.stdout}{result.stderr}"
 
 
