@@ -15,6 +15,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from django_quickworker.models import Status, WorkerJob
+from django_quickworker.states import Changes, claimed, fence
 
 T = TypeVar("T")
 Wake = Callable[[str | None], None]  # wakes idle workers (of a queue, or of all: None)
@@ -56,7 +57,7 @@ class Database:
         raise NotImplementedError
 
     def finish_and_claim(
-        self, job: WorkerJob, changes: dict[str, Any], now: datetime, claim: Claim
+        self, job: WorkerJob, changes: Changes, claim: Claim
     ) -> tuple[int, WorkerJob | None]:
         """Write ``changes`` onto ``job``'s row if still leased to it, then claim the next
         job; return how many rows the finish changed (0 or 1) and the claimed job."""
@@ -144,38 +145,36 @@ class Database:
             return "1 = 0", []
         return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
 
-    def claim_assignments(
-        self, claim: Claim, now: datetime, lease_expires: tuple[str, list[object]]
-    ) -> tuple[str, list[object]]:
-        """The SET clause (and parameters) that marks a row as claimed by ``claim``.
+    def fenced_finish(self, job: WorkerJob, changes: Changes) -> tuple[str, list[object]]:
+        """The UPDATE writing ``changes`` onto ``job``'s row only while it is leased to it
+        (the conditions of ``WorkerJob.objects.fenced``)."""
+        assignments, params = self.assignments(changes)
+        conditions, condition_params = self.equal_to(fence(job))
+        sql = f"UPDATE {self.table} SET {assignments} WHERE {conditions}"
+        return sql, [*params, *condition_params]
 
-        ``lease_expires`` (SQL and parameters) is on the database's clock, which the rescues
-        of other hosts read; ``started`` (the fence, and for display) is the host's ``now``.
-        """
-        lease_sql, lease_params = lease_expires
-        sql = (
-            f"status = '{Status.RUNNING}', started = %s, worker = %s, attempt = attempt + 1, "
-            f"lease_expires = {lease_sql}, updated_at = %s"
-        )
-        now_param = self.db_time(now)
-        return sql, [now_param, claim.worker, *lease_params, now_param]
-
-    def fenced_finish(
-        self, job: WorkerJob, changes: dict[str, Any], now: datetime
-    ) -> tuple[str, list[object]]:
-        """The UPDATE writing ``changes`` onto ``job``'s row only while it is leased to it."""
+    def assignments(self, changes: Changes) -> tuple[str, list[object]]:
+        """The SET clause (and parameters) writing ``changes``, whose values are plain or RawSQL."""
         quote = self.connection.ops.quote_name
-        assignments = ", ".join(f"{quote(name)} = %s" for name in changes)
-        fields = {field.name: field for field in WorkerJob._meta.concrete_fields}
-        values = [
-            fields[name].get_db_prep_save(value, self.connection) for name, value in changes.items()
-        ]
-        sql = (
-            f"UPDATE {self.table} SET {assignments}, updated_at = %s "
-            "WHERE id = %s AND worker = %s AND attempt = %s AND started = %s AND status = %s"
-        )
-        fence = [job.pk, job.worker, job.attempt, self.db_time(job.started), Status.RUNNING]
-        return sql, [*values, self.db_time(now), *fence]
+        clauses, params = [], []
+        for name, value in changes.items():
+            if isinstance(value, RawSQL):
+                clauses.append(f"{quote(name)} = {value.sql}")
+                params += value.params
+            else:
+                clauses.append(f"{quote(name)} = %s")
+                params.append(self.prepare(name, value))
+        return ", ".join(clauses), params
+
+    def equal_to(self, values: dict[str, Any]) -> tuple[str, list[object]]:
+        """SQL saying that each column of ``values`` holds its value (and parameters)."""
+        quote = self.connection.ops.quote_name
+        sql = " AND ".join(f"{quote(name)} = %s" for name in values)
+        return sql, [self.prepare(name, value) for name, value in values.items()]
+
+    def prepare(self, name: str, value: Any) -> object:
+        """``value`` of column ``name`` as a raw SQL parameter, as the ORM would send it."""
+        return _fields()[name].get_db_prep_save(value, self.connection)
 
     # Submitting and waking
 
@@ -296,6 +295,11 @@ def _converters(alias: str, use_tz: bool) -> "dict[str, tuple[Field[Any, Any], l
 
 
 @functools.cache
+def _fields() -> "dict[str, Field[Any, Any]]":
+    return {field.attname: field for field in WorkerJob._meta.concrete_fields}
+
+
+@functools.cache
 def inserted_fields() -> "list[Field[Any, Any]]":
     return [field for field in WorkerJob._meta.concrete_fields if not field.primary_key]
 
@@ -310,8 +314,11 @@ class ReturningClaim(Database):
 
     def claim_statement(self, claim: Claim, now: datetime) -> tuple[str, list[object]]:
         """The UPDATE that claims the next due job (without its RETURNING clause)."""
-        lease_expires = self.later_sql(claim.lease.total_seconds())
-        assignments, assignment_params = self.claim_assignments(claim, now, lease_expires)
+        # The lease's end is on the database's clock, which the rescues of other hosts read;
+        # ``started`` (the fence, and for display) is the host's ``now``.
+        lease_expires = RawSQL(*self.later_sql(claim.lease.total_seconds()))
+        changes = claimed(claim.worker, now, RawSQL("attempt + 1", []), lease_expires)
+        assignments, assignment_params = self.assignments(changes)
         select, select_params = self.claimable(claim, "id")
         sql = f"UPDATE {self.table} SET {assignments} WHERE id = ({select})"
         return sql, [*assignment_params, *select_params]
