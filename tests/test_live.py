@@ -322,7 +322,7 @@ def test_the_owner_hears_how_a_job_that_runworkers_ended_finished(
         "status": "failed",
         "result": job.result,
     }
-    assert "timed out" in job.result["error"], job.result
+    assert isinstance(job.result, dict) and "timed out" in job.result["error"], job.result
     assert runner.process.poll() is None, runner.output
 
 
