@@ -10,7 +10,15 @@ from django.conf import settings
 from django.core.checks import CheckMessage
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import DateTimeField, Field, QuerySet
+from django.db.models import (
+    BooleanField,
+    CharField,
+    DateTimeField,
+    Field,
+    IntegerField,
+    QuerySet,
+    TextField,
+)
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -155,7 +163,8 @@ class Database:
 
     def assignments(self, changes: Changes) -> tuple[str, list[object]]:
         """The SET clause (and parameters) writing ``changes``, whose values are plain or RawSQL."""
-        quote = self.connection.ops.quote_name
+        connection = self.connection
+        quote = connection.ops.quote_name
         clauses, params = [], []
         for name, value in changes.items():
             if isinstance(value, RawSQL):
@@ -163,18 +172,15 @@ class Database:
                 params += value.params
             else:
                 clauses.append(f"{quote(name)} = %s")
-                params.append(self.prepare(name, value))
+                params.append(_prepare(name, value, connection))
         return ", ".join(clauses), params
 
     def equal_to(self, values: dict[str, Any]) -> tuple[str, list[object]]:
         """SQL saying that each column of ``values`` holds its value (and parameters)."""
-        quote = self.connection.ops.quote_name
+        connection = self.connection
+        quote = connection.ops.quote_name
         sql = " AND ".join(f"{quote(name)} = %s" for name in values)
-        return sql, [self.prepare(name, value) for name, value in values.items()]
-
-    def prepare(self, name: str, value: Any) -> object:
-        """``value`` of column ``name`` as a raw SQL parameter, as the ORM would send it."""
-        return _fields()[name].get_db_prep_save(value, self.connection)
+        return sql, [_prepare(name, value, connection) for name, value in values.items()]
 
     # Submitting and waking
 
@@ -261,18 +267,33 @@ class Database:
             names = [column[0] for column in cursor.description]
             return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
-    def row_to_job(self, row: dict[str, Any]) -> WorkerJob:
-        """The WorkerJob of a ``SELECT *`` row, its values converted as the ORM would."""
-        names = [field.attname for field in WorkerJob._meta.concrete_fields]
-        values = [self.convert(name, row[name]) for name in names]
-        return WorkerJob.from_db(self.alias, names, values)
+    def fetch_one(self, sql: str, params: Sequence[object]) -> tuple[Any, ...] | None:
+        """Run ``sql``; return its first row, values as the database gave them, or None."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row: tuple[Any, ...] | None = cursor.fetchone()
+            return row
+
+    def job_columns(self, table: str = "") -> str:
+        """The columns of a job's row, in the order ``row_to_job`` reads them; of ``table``'s
+        (a name in the query), when given."""
+        return _job_columns(self.alias, f"{table}." if table else "")
+
+    def row_to_job(self, values: Sequence[Any]) -> WorkerJob:
+        """The WorkerJob of a row of ``job_columns``, its values converted as the ORM would
+        (without the per-row field lookups the ORM makes: this is the claim's hot path)."""
+        connection = self.connection
+        converters = _converters(self.alias, settings.USE_TZ)
+        converted = [
+            _convert(value, *entry, connection)
+            for entry, value in zip(converters.values(), values, strict=True)
+        ]
+        return WorkerJob.from_db(self.alias, list(converters), converted)
 
     def convert(self, attname: str, value: Any) -> Any:
         """A column's raw value, as the ORM would give it for the field ``attname``."""
         field, converters = _converters(self.alias, settings.USE_TZ)[attname]
-        for converter in converters:
-            value = converter(value, field.cached_col, self.connection)
-        return value
+        return _convert(value, field, converters, self.connection)
 
     def db_time(self, moment: datetime | None) -> object:
         """``moment`` in the form the database stores datetimes, for raw SQL parameters."""
@@ -294,9 +315,43 @@ def _converters(alias: str, use_tz: bool) -> "dict[str, tuple[Field[Any, Any], l
     }
 
 
+def _convert(
+    value: Any, field: "Field[Any, Any]", converters: list[Any], connection: BaseDatabaseWrapper
+) -> Any:
+    for converter in converters:
+        value = converter(value, field.cached_col, connection)
+    return value
+
+
+@functools.cache
+def _job_columns(alias: str, prefix: str) -> str:
+    quote = connections[alias].ops.quote_name
+    columns = [field.column for field in WorkerJob._meta.concrete_fields]
+    return ", ".join(f"{prefix}{quote(str(column))}" for column in columns)
+
+
+def _prepare(name: str, value: Any, connection: BaseDatabaseWrapper) -> object:
+    """``value`` of column ``name`` as a raw SQL parameter, as the ORM would send it."""
+    if name in _plain_columns():  # what get_db_prep_save would give back unchanged
+        return value
+    return _fields()[name].get_db_prep_save(value, connection)
+
+
 @functools.cache
 def _fields() -> "dict[str, Field[Any, Any]]":
     return {field.attname: field for field in WorkerJob._meta.concrete_fields}
+
+
+@functools.cache
+def _plain_columns() -> frozenset[str]:
+    """The columns whose values every driver takes as Python gives them: text, integers
+    and booleans (not dates, durations or JSON, which the backend adapts)."""
+    plain = (CharField, TextField, IntegerField, BooleanField)  # AutoFields are IntegerFields
+    return frozenset(
+        field.attname
+        for field in WorkerJob._meta.concrete_fields
+        if isinstance(field, plain) and not field.is_relation
+    )
 
 
 @functools.cache
@@ -309,8 +364,8 @@ class ReturningClaim(Database):
 
     def claim(self, claim: Claim) -> WorkerJob | None:
         sql, params = self.claim_statement(claim, timezone.now())
-        rows = self.fetch_rows(f"{sql} RETURNING *", params)
-        return self.row_to_job(rows[0]) if rows else None
+        row = self.fetch_one(f"{sql} RETURNING {self.job_columns()}", params)
+        return self.row_to_job(row) if row is not None else None
 
     def claim_statement(self, claim: Claim, now: datetime) -> tuple[str, list[object]]:
         """The UPDATE that claims the next due job (without its RETURNING clause)."""

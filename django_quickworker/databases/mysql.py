@@ -83,12 +83,13 @@ class MySQL(Database):
         # The lease's end is read with the row, so that the job returned carries the value
         # written (there is no RETURNING); the row is locked, so its attempt is known too.
         lease_sql, lease_params = self.later_sql(claim.lease.total_seconds())
-        select, select_params = self.claimable(claim, f"*, {lease_sql} AS lease_until")
-        rows = self.fetch_rows(select, [*lease_params, *select_params])
-        if not rows:
+        select, select_params = self.claimable(claim, f"{self.job_columns()}, {lease_sql}")
+        row = self.fetch_one(select, [*lease_params, *select_params])
+        if row is None:
             return None
-        lease_expires = self.convert("lease_expires", rows[0].pop("lease_until"))
-        job = self.row_to_job(rows[0])
+        *values, lease_until = row
+        lease_expires = self.convert("lease_expires", lease_until)
+        job = self.row_to_job(values)
         changes = claimed(claim.worker, timezone.now(), job.attempt + 1, lease_expires)
         assignments, params = self.assignments(changes)
         with self.connection.cursor() as cursor:

@@ -47,12 +47,13 @@ class PostgreSQL(ReturningClaim):
         sql = (
             f"WITH finished AS ({finish_sql} RETURNING id), "
             f"claimed AS ({claim_sql} RETURNING *) "
-            "SELECT claimed.*, (SELECT count(*) FROM finished) AS finished_rows "
+            f"SELECT (SELECT count(*) FROM finished), {self.job_columns('claimed')} "
             "FROM (SELECT 1) AS one LEFT JOIN claimed ON true"
         )
-        (row,) = self.fetch_rows(sql, [*finish_params, *claim_params])
-        finished = row.pop("finished_rows")
-        return finished, self.row_to_job(row) if row["id"] is not None else None
+        row = self.fetch_one(sql, [*finish_params, *claim_params])
+        assert row is not None  # the join always gives one row
+        finished, *claimed = row
+        return finished, self.row_to_job(claimed) if claimed[0] is not None else None
 
     def insert_jobs(
         self, jobs: list[WorkerJob], replacing: Sequence[str] = (), reason: str = ""
