@@ -26,6 +26,9 @@ from django_quickworker.models import Status, WorkerJob
 from django_quickworker.states import Changes, claimed, fence
 
 T = TypeVar("T")
+# Made once: a field or expression costs a Django Field's construction, on the claim's path.
+DATETIME = DateTimeField()
+ONE_MORE_ATTEMPT = RawSQL("attempt + 1", [], output_field=IntegerField())
 Wake = Callable[[str | None], None]  # wakes idle workers (of a queue, or of all: None)
 InDb = Callable[..., Awaitable[Any]]  # runs a function on the supervisor's database thread
 
@@ -107,12 +110,12 @@ class Database:
 
     def now(self) -> RawSQL:
         """The database's time now, for the ORM."""
-        return RawSQL(self.now_sql(), [], output_field=DateTimeField())
+        return RawSQL(self.now_sql(), [], output_field=DATETIME)
 
     def later(self, duration: timedelta) -> RawSQL:
-        """The database's time ``duration`` from now, for the ORM."""
+        """The database's time ``duration`` from now, for the ORM and raw statements."""
         sql, params = self.later_sql(duration.total_seconds())
-        return RawSQL(sql, params, output_field=DateTimeField())
+        return RawSQL(sql, params, output_field=DATETIME)
 
     def current_time(self) -> datetime:
         """The database's time now, read from it (one round trip)."""
@@ -164,22 +167,22 @@ class Database:
     def assignments(self, changes: Changes) -> tuple[str, list[object]]:
         """The SET clause (and parameters) writing ``changes``, whose values are plain or RawSQL."""
         connection = self.connection
-        quote = connection.ops.quote_name
+        quoted = _quoted_columns(self.alias)
         clauses, params = [], []
         for name, value in changes.items():
             if isinstance(value, RawSQL):
-                clauses.append(f"{quote(name)} = {value.sql}")
+                clauses.append(f"{quoted[name]} = {value.sql}")
                 params += value.params
             else:
-                clauses.append(f"{quote(name)} = %s")
+                clauses.append(f"{quoted[name]} = %s")
                 params.append(_prepare(name, value, connection))
         return ", ".join(clauses), params
 
     def equal_to(self, values: dict[str, Any]) -> tuple[str, list[object]]:
         """SQL saying that each column of ``values`` holds its value (and parameters)."""
         connection = self.connection
-        quote = connection.ops.quote_name
-        sql = " AND ".join(f"{quote(name)} = %s" for name in values)
+        quoted = _quoted_columns(self.alias)
+        sql = " AND ".join(f"{quoted[name]} = %s" for name in values)
         return sql, [_prepare(name, value, connection) for name, value in values.items()]
 
     # Submitting and waking
@@ -325,15 +328,22 @@ def _convert(
 
 @functools.cache
 def _job_columns(alias: str, prefix: str) -> str:
+    return ", ".join(f"{prefix}{quoted}" for quoted in _quoted_columns(alias).values())
+
+
+@functools.cache
+def _quoted_columns(alias: str) -> dict[str, str]:
+    """Each column of a job's row (by field attname), quoted for ``alias``'s SQL."""
     quote = connections[alias].ops.quote_name
-    columns = [field.column for field in WorkerJob._meta.concrete_fields]
-    return ", ".join(f"{prefix}{quote(str(column))}" for column in columns)
+    return {field.attname: quote(str(field.column)) for field in WorkerJob._meta.concrete_fields}
 
 
 def _prepare(name: str, value: Any, connection: BaseDatabaseWrapper) -> object:
     """``value`` of column ``name`` as a raw SQL parameter, as the ORM would send it."""
     if name in _plain_columns():  # what get_db_prep_save would give back unchanged
         return value
+    if isinstance(value, datetime):  # what get_db_prep_save ends with, for a datetime
+        return connection.ops.adapt_datetimefield_value(value)
     return _fields()[name].get_db_prep_save(value, connection)
 
 
@@ -371,8 +381,8 @@ class ReturningClaim(Database):
         """The UPDATE that claims the next due job (without its RETURNING clause)."""
         # The lease's end is on the database's clock, which the rescues of other hosts read;
         # ``started`` (the fence, and for display) is the host's ``now``.
-        lease_expires = RawSQL(*self.later_sql(claim.lease.total_seconds()))
-        changes = claimed(claim.worker, now, RawSQL("attempt + 1", []), lease_expires)
+        lease_expires = self.later(claim.lease)
+        changes = claimed(claim.worker, now, ONE_MORE_ATTEMPT, lease_expires)
         assignments, assignment_params = self.assignments(changes)
         select, select_params = self.claimable(claim, "id")
         sql = f"UPDATE {self.table} SET {assignments} WHERE id = ({select})"
