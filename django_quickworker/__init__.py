@@ -1,8 +1,8 @@
 """Background jobs for Django, queued in the project's own database."""
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from django_quickworker.lazy import lazy_names
 from django_quickworker.registry import job
 
 if TYPE_CHECKING:
@@ -14,15 +14,12 @@ __all__ = ["broadcast", "job", "notify_user", "submit_job", "submit_jobs"]
 
 # Public names whose modules import the models or the channel layer, which need a ready
 # app registry: they are loaded on first use, so that INSTALLED_APPS can import this package.
-_LAZY = {
-    "submit_job": "django_quickworker.submit",
-    "submit_jobs": "django_quickworker.submit",
-    "notify_user": "django_quickworker.notifications",
-    "broadcast": "django_quickworker.notifications",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(
+    __name__,
+    {
+        "submit_job": "django_quickworker.submit",
+        "submit_jobs": "django_quickworker.submit",
+        "notify_user": "django_quickworker.notifications",
+        "broadcast": "django_quickworker.notifications",
+    },
+)

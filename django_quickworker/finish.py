@@ -27,6 +27,7 @@ from django_quickworker.models import Backoff, Status, WorkerJob
 from django_quickworker.outages import DATABASE_UNAVAILABLE
 from django_quickworker.payload import storable_text
 from django_quickworker.signals import job_finished, send
+from django_quickworker.states import Changes, apply, failed_plainly, finished
 from django_quickworker.submit import resubmit
 
 logger = logging.getLogger(__name__)
@@ -114,17 +115,11 @@ def fail_instead(
     message = f"Recording the job's outcome failed: {type(error).__name__}: {error}"
     fenced = WorkerJob.objects.fenced(job)
     if lease_expired_before is not None:
-        fenced = fenced.filter(lease_expires__lt=lease_expired_before)
-    changes = {
-        "status": Status.FAILED,
-        "finished": now,
-        "success": False,
-        "result": {"error": storable_text(message)},
-        "error_traceback": storable_text("".join(traceback.format_exception(error))),
-        "lease_expires": None,
-        "remove_at": None if job.persistent else now + conf.retain_failed,
-    }
-    return _landed(job, changes, fenced.update(**changes, updated_at=now))
+        fenced = fenced.lease_expired(lease_expired_before)
+    result = {"error": storable_text(message)}
+    traceback_text = storable_text("".join(traceback.format_exception(error)))
+    changes = failed_plainly(job, now, result, traceback_text)
+    return _landed(job, changes, fenced.update(**changes))
 
 
 def finish_and_claim_next(
@@ -147,10 +142,8 @@ def finish_and_claim_next(
         finish_job(job, outcome)
         return claim_next(job.worker, queues, lease, types)
     changes = _finish_changes(job, outcome, now)
-    finished, claimed = db.finish_and_claim(
-        job, changes, now, Claim(job.worker, queues, types, lease)
-    )
-    _landed(job, changes, finished)
+    rows, claimed = db.finish_and_claim(job, changes, Claim(job.worker, queues, types, lease))
+    _landed(job, changes, rows)
     return claimed
 
 
@@ -178,17 +171,6 @@ def backoff(job: WorkerJob) -> timedelta:
     return timedelta(seconds=ceiling * random.uniform(0.5, 1.0))
 
 
-def removal_time(job: WorkerJob, status: str, finished: datetime) -> datetime | None:
-    """When cleanup may delete ``job``, finished with ``status`` at ``finished``: counted
-    from then, by its own remove_delay or the retention for its outcome; never if persistent."""
-    if job.persistent:
-        return None
-    if job.remove_delay is not None:
-        return finished + job.remove_delay
-    succeeded = status == Status.SUCCEEDED
-    return finished + (conf.retain_succeeded if succeeded else conf.retain_failed)
-
-
 def _record(
     job: WorkerJob, outcome: Outcome, now: datetime, lease_expired_before: datetime | None
 ) -> bool:
@@ -196,27 +178,22 @@ def _record(
     changes = _finish_changes(job, outcome, now)
     fenced = WorkerJob.objects.fenced(job)
     if lease_expired_before is not None:  # a rescue must not fail a job renewed meanwhile
-        fenced = fenced.filter(lease_expires__lt=lease_expired_before)
-    return _landed(job, changes, fenced.update(**changes, updated_at=now))
+        fenced = fenced.lease_expired(lease_expired_before)
+    return _landed(job, changes, fenced.update(**changes))
 
 
-def _finish_changes(job: WorkerJob, outcome: Outcome, now: datetime) -> dict[str, Any]:
-    if outcome.cancelled:
-        status = Status.CANCELLED
-    else:
-        status = Status.SUCCEEDED if outcome.success else Status.FAILED
-    return {
-        "status": status,
-        "finished": now,
-        "success": outcome.success,
-        "result": outcome.result,
-        "error_traceback": outcome.traceback,
-        "lease_expires": None,
-        "remove_at": removal_time(job, status, now),
-    }
+def _finish_changes(job: WorkerJob, outcome: Outcome, now: datetime) -> Changes:
+    return finished(
+        job,
+        now,
+        success=outcome.success,
+        result=outcome.result,
+        traceback=outcome.traceback,
+        cancelled=outcome.cancelled,
+    )
 
 
-def _landed(job: WorkerJob, changes: dict[str, Any], rows: int) -> bool:
+def _landed(job: WorkerJob, changes: Changes, rows: int) -> bool:
     """Apply ``changes`` to ``job`` if the fenced write changed its row; say so if it did not."""
     if rows != 1:
         logger.warning(
@@ -226,8 +203,7 @@ def _landed(job: WorkerJob, changes: dict[str, Any], rows: int) -> bool:
             job.attempt,
         )
         return False
-    for name, value in changes.items():
-        setattr(job, name, value)
+    apply(job, changes)
     return True
 
 

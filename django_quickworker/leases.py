@@ -13,8 +13,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.db import router
-from django.db.models import F
-from django.utils import timezone
 
 from django_quickworker import processes
 from django_quickworker.children import Child, describe_exit
@@ -39,28 +37,16 @@ def renew_leases(workers: list[str], running_ids: set[int], lease: timedelta) ->
     clock; return those of ``running_ids`` (the jobs they are known to run) that are no
     longer leased to them: rescued or ended elsewhere, so their runs must stop."""
     ours = WorkerJob.objects.running().filter(worker__in=workers)
-    lease_expires = database(router.db_for_write(WorkerJob)).later(lease)
-    renewed = ours.update(lease_expires=lease_expires, updated_at=timezone.now())
+    renewed = ours.renew(database(router.db_for_write(WorkerJob)).later(lease))
     if renewed >= len(running_ids):  # nearly always: nothing lost, and no second query
         return set()
     return running_ids - set(ours.filter(pk__in=running_ids).values_list("pk", flat=True))
 
 
 def release_job(job: WorkerJob) -> bool:
-    """Put an interrupted run back in the queue, unfinished; return whether it was released.
-
-    The run does not count: its attempt is given back, so that a job put back by a second
-    SIGTERM, a dead parent or a lost connection still gets all of its max_attempts runs.
-    """
-    released = WorkerJob.objects.fenced(job).update(
-        status=Status.SCHEDULED,
-        started=None,
-        worker="",
-        lease_expires=None,
-        attempt=F("attempt") - 1,
-        updated_at=timezone.now(),
-    )
-    return released == 1
+    """Put an interrupted run back in the queue, unfinished (``states.released``); return
+    whether it was released."""
+    return WorkerJob.objects.fenced(job).release() == 1
 
 
 def end_jobs_of(worker: str, reason: str) -> int:
@@ -115,7 +101,7 @@ def rescue_expired_jobs() -> int:
     # The hosts' clocks may disagree; the database's is one.
     now = database(router.db_for_write(WorkerJob)).current_time()
     rescued = 0
-    for job in WorkerJob.objects.running().filter(lease_expires__lt=now):
+    for job in WorkerJob.objects.lease_expired(now):
         reason = f"Worker {job.worker} stopped renewing its lease; its host is presumed dead."
         try:
             finish_safely(job, _ended(job, reason), lease_expired_before=now)

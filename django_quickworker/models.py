@@ -2,12 +2,11 @@
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import cast
 
 from django.conf import settings
 from django.db import models, router, transaction
-from django.db.models import Case, ExpressionWrapper, F, Q, Value, When
-from django.db.models.functions import Coalesce
+from django.db.models import Expression, Q
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -15,14 +14,14 @@ from django.utils.translation import gettext_lazy as _
 from django_quickworker.conf import conf
 from django_quickworker.databases.indexes import PartialIndex
 from django_quickworker.registry import registry
-
-
-class Status(models.TextChoices):
-    SCHEDULED = "scheduled"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
+from django_quickworker.states import (
+    FINISHED_STATUSES,
+    STATUS_MATCHES_TIMESTAMPS,
+    Status,
+    cancelled_before_running,
+    fence,
+    released,
+)
 
 
 class Backoff(models.TextChoices):
@@ -31,21 +30,6 @@ class Backoff(models.TextChoices):
 
 
 CLAIMABLE_INDEX = "quickworker_claimable"
-
-FINISHED_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
-
-# The status is indexed, so it must never disagree with the timestamps; the database
-# refuses any row where it does, whatever code wrote it.
-STATUS_MATCHES_TIMESTAMPS = (
-    Q(status=Status.SCHEDULED, started__isnull=True, finished__isnull=True, success__isnull=True)
-    | Q(status=Status.RUNNING, started__isnull=False, finished__isnull=True, success__isnull=True)
-    | Q(status=Status.SUCCEEDED, started__isnull=False, finished__isnull=False, success=True)
-    | Q(status__in=[Status.FAILED, Status.CANCELLED], finished__isnull=False, success=False)
-)
-# A CHECK that evaluates to NULL passes, and "success = true" is NULL when success is NULL.
-STATUS_MATCHES_TIMESTAMPS &= Q(success__isnull=False) | Q(
-    status__in=[Status.SCHEDULED, Status.RUNNING]
-)
 
 
 class WorkerJobQuerySet(models.QuerySet["WorkerJob"]):
@@ -71,22 +55,33 @@ class WorkerJobQuerySet(models.QuerySet["WorkerJob"]):
     def cancelled(self) -> "WorkerJobQuerySet":
         return self.filter(status=Status.CANCELLED)
 
+    # The changes of state (see states.py) that the parent and workers make with the ORM.
+
     def fenced(self, job: "WorkerJob") -> "WorkerJobQuerySet":
         """``job``'s row while it is still running under the claim that ``job`` holds."""
-        # The start time tells two runs of one attempt apart: a release gives the attempt back.
-        return self.running().filter(
-            pk=job.pk, worker=job.worker, attempt=job.attempt, started=job.started
-        )
+        return self.filter(**fence(job))
+
+    def lease_expired(self, before: datetime) -> "WorkerJobQuerySet":
+        """Running jobs whose lease ran out before ``before``: their host stopped renewing."""
+        return self.running().filter(lease_expires__lt=before)
+
+    def renew(self, lease_expires: Expression) -> int:
+        """Extend the leases of the running jobs among these; return how many."""
+        return self.running().update(lease_expires=lease_expires, updated_at=timezone.now())
+
+    def release(self) -> int:
+        """Put the running jobs among these back in the queue, unfinished; return how many."""
+        return self.running().update(**released(timezone.now()))
 
     def cancel(self, reason: str) -> int:
         """Cancel the scheduled jobs among these with ``reason``; return how many."""
-        return self.scheduled().update(**_cancellation(reason))
+        return self.scheduled().update(**cancelled_before_running(reason, timezone.now()))
 
     def cancel_statement(self, reason: str) -> tuple[str, tuple[object, ...]]:
         """The SQL and parameters of ``cancel``, for a database that sends it together
         with other statements."""
         query = cast(UpdateQuery, self.scheduled().query.chain(UpdateQuery))
-        query.add_update_values(_cancellation(reason))
+        query.add_update_values(cancelled_before_running(reason, timezone.now()))
         return query.get_compiler(self.db).as_sql()
 
     # What an operator may do to which jobs: the admin's actions change these rows, and a
@@ -157,29 +152,6 @@ class WorkerJobQuerySet(models.QuerySet["WorkerJob"]):
             cancelled = rows.cancel(reason)
             asked = rows.running().update(cancel_requested=now, updated_at=now)
         return cancelled, asked
-
-
-def _cancellation(reason: str) -> dict[str, Any]:
-    """What cancelling a scheduled job writes on its row."""
-    now = timezone.now()
-    return {
-        "status": Status.CANCELLED,
-        "finished": now,
-        "success": False,
-        "result": {"error": reason},
-        "remove_at": _remove_at(now, conf.retain_failed),
-        "updated_at": now,
-    }
-
-
-def _remove_at(finished: datetime, default_retention: object) -> Case:
-    """When cleanup may delete a row finished at ``finished``: never for persistent rows."""
-    retention = Coalesce(F("remove_delay"), Value(default_retention))
-    return Case(
-        When(persistent=True, then=Value(None)),
-        default=ExpressionWrapper(Value(finished) + retention, output_field=models.DateTimeField()),
-        output_field=models.DateTimeField(),
-    )
 
 
 class WorkerJob(models.Model):

@@ -9,13 +9,19 @@ Browsers receive ``{"type": ..., "data": ...}`` (QuickDapp's shape) through
 
 import hashlib
 import json
+import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django_quickworker.conf import conf
 from django_quickworker.exceptions import InvalidMessage
 from django_quickworker.payload import validate_payload
 from django_quickworker.protocol import route
+
+if TYPE_CHECKING:
+    from django_quickworker.models import WorkerJob
+
+logger = logging.getLogger(__name__)
 
 #: The channel layer event type; Channels dispatches it to ``quickworker_message``.
 EVENT_TYPE = "quickworker.message"
@@ -89,3 +95,31 @@ async def anotify_user(user_id: object, message_type: str, data: Any = None) -> 
 async def abroadcast(message_type: str, data: Any = None) -> None:
     """``broadcast`` for async code."""
     await route.transport.agroup_send(broadcast_group(), encode(message_type, data))
+
+
+# A job's owner hears when it starts and how it ended, wherever that happens: the worker for
+# a run that returned or raised, runworkers for one it ended (a timeout, a dead worker, a
+# cancel while running) or rescued. Receivers of the lifecycle signals (apps.ready).
+
+
+def tell_owner_started(sender: type, job: "WorkerJob", **kwargs: Any) -> None:
+    """``job.started`` to the owner's sockets: ``{"job", "type", "attempt"}``."""
+    tell_owner(job, "job.started", {"attempt": job.attempt})
+
+
+def tell_owner_finished(sender: type, job: "WorkerJob", **kwargs: Any) -> None:
+    """``job.finished`` to the owner's sockets: ``{"job", "type", "status", "result"}``, the
+    result being ``{"error": …}`` for a run that did not succeed."""
+    tell_owner(job, "job.finished", {"status": job.status, "result": job.result})
+
+
+def tell_owner(job: "WorkerJob", message_type: str, data: dict[str, Any]) -> None:
+    """Tell the job's owner (if any) how it is going: ``{"job": id, "type": ..., ...}``."""
+    if job.user_id is None:
+        return
+    message = {"job": job.pk, "type": job.type, **data}
+    try:
+        notify_user(job.user_id, message_type, message)
+    except InvalidMessage as error:  # a result too large for a message: say where it is
+        logger.warning("job id=%s: %s", job.pk, error)
+        notify_user(job.user_id, message_type, {**message, "result": None, "truncated": True})

@@ -1,4 +1,5 @@
-"""The relay: forwards workers' live messages into the channel layer, from the parent.
+"""The relay: forwards live messages into the channel layer, from the parent: its workers',
+and its own (about the jobs it ends, from its database thread).
 
 Messages queue up in memory and one task sends them, so a slow or unreachable channel layer
 delays or drops live messages (with a log line) but never stalls or kills the supervisor,
@@ -17,9 +18,11 @@ MAX_QUEUED = 10_000  # messages waiting for the channel layer before new ones ar
 
 
 class Relay:
-    """Sends worker messages to Channels groups, in order, from the supervisor's loop."""
+    """Sends live messages to Channels groups, in order, from the supervisor's loop; the
+    transport (``protocol.route``) of the parent's own messages."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
         self.layer = get_channel_layer()
         self.queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(MAX_QUEUED)
         self.failures = 0
@@ -34,6 +37,13 @@ class Relay:
         except asyncio.QueueFull:
             self.dropped += 1
             logger.warning("relay queue full (%d): dropping a message to %s", MAX_QUEUED, group)
+
+    def group_send(self, group: str, event: dict[str, Any]) -> None:
+        """Queue a message sent from any of the parent's threads."""
+        self.loop.call_soon_threadsafe(self.put, group, event)
+
+    async def agroup_send(self, group: str, event: dict[str, Any]) -> None:
+        self.put(group, event)
 
     async def run(self) -> None:
         while True:

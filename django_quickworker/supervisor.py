@@ -36,6 +36,7 @@ from django_quickworker.protocol import (
     Wake,
     WorkerError,
     WorkerStarted,
+    route,
 )
 from django_quickworker.relay import Relay
 from django_quickworker.wakeups import WakeUps
@@ -96,14 +97,19 @@ class Supervisor:
 
     def run(self) -> int:
         """Supervise until stopped; return the exit code."""
-        return asyncio.run(self.main())
+        previous = route.transport
+        try:
+            return asyncio.run(self.main())
+        finally:
+            route.install(previous)
 
     async def main(self) -> int:
         self.loop = asyncio.get_running_loop()
         self.done = asyncio.Event()
         self.exits_in_progress = 0
         self.exit_tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
-        self.relay = Relay()
+        self.relay = Relay(self.loop)
+        route.install(self.relay)  # what this process itself says about jobs goes out with it
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.on_signal, signum)
         with self.db.unless_stopped_by_an_outage("start"):

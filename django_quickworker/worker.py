@@ -24,7 +24,6 @@ from django_quickworker.context import JobContext
 from django_quickworker.exceptions import (
     InvalidDuration,
     InvalidJobData,
-    InvalidMessage,
     RetryJob,
     UnknownJobType,
 )
@@ -37,7 +36,6 @@ from django_quickworker.finish import (
 )
 from django_quickworker.leases import release_job, release_jobs_of
 from django_quickworker.models import WorkerJob
-from django_quickworker.notifications import notify_user
 from django_quickworker.outages import DATABASE_UNAVAILABLE, retry_on_db_error
 from django_quickworker.payload import storable_text, validate_payload
 from django_quickworker.processes import worker_id
@@ -222,7 +220,6 @@ class Worker:
                 wait=(job.started - job.due).total_seconds() if job.started else 0.0,
             )
         )
-        tell_owner(job, "job.started", {"attempt": job.attempt})
         logger.info(
             "job started id=%s type=%s tag=%s attempt=%s", job.pk, job.type, job.tag, job.attempt
         )
@@ -239,7 +236,6 @@ class Worker:
 
     def report_finished(self, job: WorkerJob, outcome: Outcome, elapsed_ms: float) -> None:
         announce_finished(job)
-        tell_owner(job, "job.finished", {"status": job.status, "result": job.result})
         log = logger.info if outcome.success else logger.warning
         log(
             "job finished id=%s type=%s tag=%s attempt=%s success=%s ms=%d",
@@ -277,18 +273,6 @@ class Worker:
         except DATABASE_UNAVAILABLE as error:
             logger.warning("parent died: job id=%s left to lease rescue: %s", job and job.pk, error)
         os._exit(1)
-
-
-def tell_owner(job: WorkerJob, message_type: str, data: dict[str, Any]) -> None:
-    """Tell the job's owner (if any) how it is going: ``{"job": id, "type": ..., ...}``."""
-    if job.user_id is None:
-        return
-    message = {"job": job.pk, "type": job.type, **data}
-    try:
-        notify_user(job.user_id, message_type, message)
-    except InvalidMessage as error:  # a result too large for a message: say where it is
-        logger.warning("job id=%s: %s", job.pk, error)
-        notify_user(job.user_id, message_type, {**message, "result": None, "truncated": True})
 
 
 def execute(job: WorkerJob) -> Outcome:

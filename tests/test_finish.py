@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from django_quickworker import finish, submit_job
 from django_quickworker.claim import claim_next
-from django_quickworker.finish import Outcome, finish_job, removal_time
+from django_quickworker.finish import Outcome, finish_job
 from django_quickworker.leases import (
     end_jobs_of,
     release_job,
@@ -20,6 +20,7 @@ from django_quickworker.leases import (
     rescue_expired_jobs,
 )
 from django_quickworker.models import Status, WorkerJob
+from django_quickworker.states import removal_time
 from tests.conftest import DATABASE_CLOCK_STEP
 
 pytestmark = pytest.mark.django_db

@@ -295,6 +295,37 @@ def test_embedded_mode_serves_live_messages_to_the_owners_socket_only(
     assert runner.process.poll() is None, runner.output
 
 
+@pytest.mark.sqlite
+def test_the_owner_hears_how_a_job_that_runworkers_ended_finished(
+    start_runworkers: StartRunworkers,
+) -> None:
+    # The timeout is the parent's to enforce: it ends the worker and records the failure,
+    # and its job_finished reaches the owner's socket through the parent's relay.
+    alice = user("alice")
+    runner, port = serve_embedded(start_runworkers, workers=1)
+
+    with open_socket(port, alice) as alice_ws:
+        job = submit_job(
+            tag="embedded:overrun",
+            type="demo.countdown",
+            user=alice,
+            data={"steps": 600, "interval": 0.1},
+            timeout=1,
+        )
+        story = messages_until(alice_ws, "job.finished")
+
+    assert story[0]["type"] == "job.started", story
+    assert status_of(job) == Status.FAILED
+    assert story[-1]["data"] == {
+        "job": job.pk,
+        "type": "demo.countdown",
+        "status": "failed",
+        "result": job.result,
+    }
+    assert isinstance(job.result, dict) and "timed out" in job.result["error"], job.result
+    assert runner.process.poll() is None, runner.output
+
+
 def test_a_channel_layer_that_is_down_costs_live_messages_not_jobs(
     start_runworkers: StartRunworkers,
 ) -> None:

@@ -9,6 +9,7 @@ import json
 import logging
 import multiprocessing
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -516,8 +517,16 @@ async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def test_the_relay_queues_each_message_for_its_group() -> None:
-    relay = Relay()
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop for a relay that these tests drive by hand."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def test_the_relay_queues_each_message_for_its_group(loop: asyncio.AbstractEventLoop) -> None:
+    relay = Relay(loop)
     event = encode("x", 1)
 
     relay.put(user_group(3), event)
@@ -529,7 +538,7 @@ def test_the_relay_queues_each_message_for_its_group() -> None:
 
 def test_the_relay_sends_queued_messages_in_order() -> None:
     async def scenario() -> list[Any]:
-        relay = Relay()
+        relay = Relay(asyncio.get_running_loop())
         layer = relay.layer
         channel = await layer.new_channel()
         await layer.group_add(user_group(1), channel)
@@ -550,7 +559,7 @@ def test_a_relay_failure_is_logged_and_the_relay_keeps_going(
     caplog.set_level(logging.WARNING, logger="django_quickworker.relay")
 
     async def scenario() -> dict[str, Any]:
-        relay = Relay()
+        relay = Relay(asyncio.get_running_loop())
         layer = relay.layer
         assert isinstance(layer, FlakyLayer)
         channel = await layer.new_channel()
@@ -579,11 +588,26 @@ def test_a_relay_failure_is_logged_and_the_relay_keeps_going(
     assert f"relay to {broadcast_group()} failed (2 failures so far)" in warnings[1].getMessage()
 
 
+def test_the_parents_own_messages_reach_the_relay_from_any_thread(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    # As from the supervisor's database thread, finishing a job it ended.
+    relay = Relay(loop)
+    sender = threading.Thread(target=relay.group_send, args=(user_group(4), encode("x", 1)))
+    sender.start()
+    sender.join()
+    assert relay.queue.empty()  # not yet: the put runs on the relay's loop
+
+    loop.run_until_complete(asyncio.sleep(0))
+
+    assert relay.queue.get_nowait() == (user_group(4), encode("x", 1))
+
+
 def test_without_a_channel_layer_the_relay_drops_messages_quietly(
-    settings: Settings,
+    settings: Settings, loop: asyncio.AbstractEventLoop
 ) -> None:
     settings.CHANNEL_LAYERS = {}
-    relay = Relay()
+    relay = Relay(loop)
 
     relay.put(user_group(1), encode("x", 1))
     relay.put(broadcast_group(), encode("x", 1))

@@ -10,13 +10,25 @@ from django.conf import settings
 from django.core.checks import CheckMessage
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import DateTimeField, Field, QuerySet
+from django.db.models import (
+    BooleanField,
+    CharField,
+    DateTimeField,
+    Field,
+    IntegerField,
+    QuerySet,
+    TextField,
+)
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from django_quickworker.models import Status, WorkerJob
+from django_quickworker.states import Changes, claimed, fence
 
 T = TypeVar("T")
+# Made once: a field or expression costs a Django Field's construction, on the claim's path.
+DATETIME = DateTimeField()
+ONE_MORE_ATTEMPT = RawSQL("attempt + 1", [], output_field=IntegerField())
 Wake = Callable[[str | None], None]  # wakes idle workers (of a queue, or of all: None)
 InDb = Callable[..., Awaitable[Any]]  # runs a function on the supervisor's database thread
 
@@ -56,7 +68,7 @@ class Database:
         raise NotImplementedError
 
     def finish_and_claim(
-        self, job: WorkerJob, changes: dict[str, Any], now: datetime, claim: Claim
+        self, job: WorkerJob, changes: Changes, claim: Claim
     ) -> tuple[int, WorkerJob | None]:
         """Write ``changes`` onto ``job``'s row if still leased to it, then claim the next
         job; return how many rows the finish changed (0 or 1) and the claimed job."""
@@ -98,12 +110,12 @@ class Database:
 
     def now(self) -> RawSQL:
         """The database's time now, for the ORM."""
-        return RawSQL(self.now_sql(), [], output_field=DateTimeField())
+        return RawSQL(self.now_sql(), [], output_field=DATETIME)
 
     def later(self, duration: timedelta) -> RawSQL:
-        """The database's time ``duration`` from now, for the ORM."""
+        """The database's time ``duration`` from now, for the ORM and raw statements."""
         sql, params = self.later_sql(duration.total_seconds())
-        return RawSQL(sql, params, output_field=DateTimeField())
+        return RawSQL(sql, params, output_field=DATETIME)
 
     def current_time(self) -> datetime:
         """The database's time now, read from it (one round trip)."""
@@ -144,38 +156,34 @@ class Database:
             return "1 = 0", []
         return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
 
-    def claim_assignments(
-        self, claim: Claim, now: datetime, lease_expires: tuple[str, list[object]]
-    ) -> tuple[str, list[object]]:
-        """The SET clause (and parameters) that marks a row as claimed by ``claim``.
+    def fenced_finish(self, job: WorkerJob, changes: Changes) -> tuple[str, list[object]]:
+        """The UPDATE writing ``changes`` onto ``job``'s row only while it is leased to it
+        (the conditions of ``WorkerJob.objects.fenced``)."""
+        assignments, params = self.assignments(changes)
+        conditions, condition_params = self.equal_to(fence(job))
+        sql = f"UPDATE {self.table} SET {assignments} WHERE {conditions}"
+        return sql, [*params, *condition_params]
 
-        ``lease_expires`` (SQL and parameters) is on the database's clock, which the rescues
-        of other hosts read; ``started`` (the fence, and for display) is the host's ``now``.
-        """
-        lease_sql, lease_params = lease_expires
-        sql = (
-            f"status = '{Status.RUNNING}', started = %s, worker = %s, attempt = attempt + 1, "
-            f"lease_expires = {lease_sql}, updated_at = %s"
-        )
-        now_param = self.db_time(now)
-        return sql, [now_param, claim.worker, *lease_params, now_param]
+    def assignments(self, changes: Changes) -> tuple[str, list[object]]:
+        """The SET clause (and parameters) writing ``changes``, whose values are plain or RawSQL."""
+        connection = self.connection
+        quoted = _quoted_columns(self.alias)
+        clauses, params = [], []
+        for name, value in changes.items():
+            if isinstance(value, RawSQL):
+                clauses.append(f"{quoted[name]} = {value.sql}")
+                params += value.params
+            else:
+                clauses.append(f"{quoted[name]} = %s")
+                params.append(_prepare(name, value, connection))
+        return ", ".join(clauses), params
 
-    def fenced_finish(
-        self, job: WorkerJob, changes: dict[str, Any], now: datetime
-    ) -> tuple[str, list[object]]:
-        """The UPDATE writing ``changes`` onto ``job``'s row only while it is leased to it."""
-        quote = self.connection.ops.quote_name
-        assignments = ", ".join(f"{quote(name)} = %s" for name in changes)
-        fields = {field.name: field for field in WorkerJob._meta.concrete_fields}
-        values = [
-            fields[name].get_db_prep_save(value, self.connection) for name, value in changes.items()
-        ]
-        sql = (
-            f"UPDATE {self.table} SET {assignments}, updated_at = %s "
-            "WHERE id = %s AND worker = %s AND attempt = %s AND started = %s AND status = %s"
-        )
-        fence = [job.pk, job.worker, job.attempt, self.db_time(job.started), Status.RUNNING]
-        return sql, [*values, self.db_time(now), *fence]
+    def equal_to(self, values: dict[str, Any]) -> tuple[str, list[object]]:
+        """SQL saying that each column of ``values`` holds its value (and parameters)."""
+        connection = self.connection
+        quoted = _quoted_columns(self.alias)
+        sql = " AND ".join(f"{quoted[name]} = %s" for name in values)
+        return sql, [_prepare(name, value, connection) for name, value in values.items()]
 
     # Submitting and waking
 
@@ -262,18 +270,33 @@ class Database:
             names = [column[0] for column in cursor.description]
             return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
-    def row_to_job(self, row: dict[str, Any]) -> WorkerJob:
-        """The WorkerJob of a ``SELECT *`` row, its values converted as the ORM would."""
-        names = [field.attname for field in WorkerJob._meta.concrete_fields]
-        values = [self.convert(name, row[name]) for name in names]
-        return WorkerJob.from_db(self.alias, names, values)
+    def fetch_one(self, sql: str, params: Sequence[object]) -> tuple[Any, ...] | None:
+        """Run ``sql``; return its first row, values as the database gave them, or None."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row: tuple[Any, ...] | None = cursor.fetchone()
+            return row
+
+    def job_columns(self, table: str = "") -> str:
+        """The columns of a job's row, in the order ``row_to_job`` reads them; of ``table``'s
+        (a name in the query), when given."""
+        return _job_columns(self.alias, f"{table}." if table else "")
+
+    def row_to_job(self, values: Sequence[Any]) -> WorkerJob:
+        """The WorkerJob of a row of ``job_columns``, its values converted as the ORM would
+        (without the per-row field lookups the ORM makes: this is the claim's hot path)."""
+        connection = self.connection
+        converters = _converters(self.alias, settings.USE_TZ)
+        converted = [
+            _convert(value, *entry, connection)
+            for entry, value in zip(converters.values(), values, strict=True)
+        ]
+        return WorkerJob.from_db(self.alias, list(converters), converted)
 
     def convert(self, attname: str, value: Any) -> Any:
         """A column's raw value, as the ORM would give it for the field ``attname``."""
         field, converters = _converters(self.alias, settings.USE_TZ)[attname]
-        for converter in converters:
-            value = converter(value, field.cached_col, self.connection)
-        return value
+        return _convert(value, field, converters, self.connection)
 
     def db_time(self, moment: datetime | None) -> object:
         """``moment`` in the form the database stores datetimes, for raw SQL parameters."""
@@ -295,6 +318,52 @@ def _converters(alias: str, use_tz: bool) -> "dict[str, tuple[Field[Any, Any], l
     }
 
 
+def _convert(
+    value: Any, field: "Field[Any, Any]", converters: list[Any], connection: BaseDatabaseWrapper
+) -> Any:
+    for converter in converters:
+        value = converter(value, field.cached_col, connection)
+    return value
+
+
+@functools.cache
+def _job_columns(alias: str, prefix: str) -> str:
+    return ", ".join(f"{prefix}{quoted}" for quoted in _quoted_columns(alias).values())
+
+
+@functools.cache
+def _quoted_columns(alias: str) -> dict[str, str]:
+    """Each column of a job's row (by field attname), quoted for ``alias``'s SQL."""
+    quote = connections[alias].ops.quote_name
+    return {field.attname: quote(str(field.column)) for field in WorkerJob._meta.concrete_fields}
+
+
+def _prepare(name: str, value: Any, connection: BaseDatabaseWrapper) -> object:
+    """``value`` of column ``name`` as a raw SQL parameter, as the ORM would send it."""
+    if name in _plain_columns():  # what get_db_prep_save would give back unchanged
+        return value
+    if isinstance(value, datetime):  # what get_db_prep_save ends with, for a datetime
+        return connection.ops.adapt_datetimefield_value(value)
+    return _fields()[name].get_db_prep_save(value, connection)
+
+
+@functools.cache
+def _fields() -> "dict[str, Field[Any, Any]]":
+    return {field.attname: field for field in WorkerJob._meta.concrete_fields}
+
+
+@functools.cache
+def _plain_columns() -> frozenset[str]:
+    """The columns whose values every driver takes as Python gives them: text, integers
+    and booleans (not dates, durations or JSON, which the backend adapts)."""
+    plain = (CharField, TextField, IntegerField, BooleanField)  # AutoFields are IntegerFields
+    return frozenset(
+        field.attname
+        for field in WorkerJob._meta.concrete_fields
+        if isinstance(field, plain) and not field.is_relation
+    )
+
+
 @functools.cache
 def inserted_fields() -> "list[Field[Any, Any]]":
     return [field for field in WorkerJob._meta.concrete_fields if not field.primary_key]
@@ -305,13 +374,16 @@ class ReturningClaim(Database):
 
     def claim(self, claim: Claim) -> WorkerJob | None:
         sql, params = self.claim_statement(claim, timezone.now())
-        rows = self.fetch_rows(f"{sql} RETURNING *", params)
-        return self.row_to_job(rows[0]) if rows else None
+        row = self.fetch_one(f"{sql} RETURNING {self.job_columns()}", params)
+        return self.row_to_job(row) if row is not None else None
 
     def claim_statement(self, claim: Claim, now: datetime) -> tuple[str, list[object]]:
         """The UPDATE that claims the next due job (without its RETURNING clause)."""
-        lease_expires = self.later_sql(claim.lease.total_seconds())
-        assignments, assignment_params = self.claim_assignments(claim, now, lease_expires)
+        # The lease's end is on the database's clock, which the rescues of other hosts read;
+        # ``started`` (the fence, and for display) is the host's ``now``.
+        lease_expires = self.later(claim.lease)
+        changes = claimed(claim.worker, now, ONE_MORE_ATTEMPT, lease_expires)
+        assignments, assignment_params = self.assignments(changes)
         select, select_params = self.claimable(claim, "id")
         sql = f"UPDATE {self.table} SET {assignments} WHERE id = ({select})"
         return sql, [*assignment_params, *select_params]

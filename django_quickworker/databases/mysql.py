@@ -25,7 +25,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from django_quickworker.databases.base import Claim, Database, InDb, Wake
-from django_quickworker.models import CLAIMABLE_INDEX, Status, WorkerJob, WorkerTagLock
+from django_quickworker.models import CLAIMABLE_INDEX, WorkerJob, WorkerTagLock
+from django_quickworker.states import Changes, apply, claimed
 
 logger = logging.getLogger(__name__)
 
@@ -65,40 +66,37 @@ class MySQL(Database):
         return self.retrying(lambda: self.in_transaction(lambda: self.claim_now(claim)))
 
     def finish_and_claim(
-        self, job: WorkerJob, changes: dict[str, Any], now: datetime, claim: Claim
+        self, job: WorkerJob, changes: Changes, claim: Claim
     ) -> tuple[int, WorkerJob | None]:
         def finish_then_claim() -> tuple[int, WorkerJob | None]:
-            sql, params = self.fenced_finish(job, changes, now)
+            sql, params = self.fenced_finish(job, changes)
             with self.connection.cursor() as cursor:
                 cursor.execute(sql, params)
                 finished = cursor.rowcount  # rows matched: Django connects with FOUND_ROWS
-            return finished, self.claim_now(claim, now)
+            return finished, self.claim_now(claim)
 
         return self.retrying(lambda: self.in_transaction(finish_then_claim))
 
-    def claim_now(self, claim: Claim, now: datetime | None = None) -> WorkerJob | None:
+    def claim_now(self, claim: Claim) -> WorkerJob | None:
         """Lock the next claimable row, skipping locked ones, and mark it claimed; in the
         current transaction, which keeps the row locked until it commits."""
-        now = now or timezone.now()
         # The lease's end is read with the row, so that the job returned carries the value
-        # written (there is no RETURNING).
+        # written (there is no RETURNING); the row is locked, so its attempt is known too.
         lease_sql, lease_params = self.later_sql(claim.lease.total_seconds())
-        select, select_params = self.claimable(claim, f"*, {lease_sql} AS lease_until")
-        rows = self.fetch_rows(select, [*lease_params, *select_params])
-        if not rows:
+        select, select_params = self.claimable(claim, f"{self.job_columns()}, {lease_sql}")
+        row = self.fetch_one(select, [*lease_params, *select_params])
+        if row is None:
             return None
-        lease_until = rows[0].pop("lease_until")
-        job = self.row_to_job(rows[0])
-        assignments, params = self.claim_assignments(claim, now, ("%s", [lease_until]))
+        *values, lease_until = row
+        lease_expires = self.convert("lease_expires", lease_until)
+        job = self.row_to_job(values)
+        changes = claimed(claim.worker, timezone.now(), job.attempt + 1, lease_expires)
+        assignments, params = self.assignments(changes)
         with self.connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {self.table} SET {assignments} WHERE id = %s", [*params, job.pk]
             )
-        job.status = Status.RUNNING
-        job.started = job.updated_at = now
-        job.worker = claim.worker
-        job.attempt += 1
-        job.lease_expires = self.convert("lease_expires", lease_until)
+        apply(job, changes)
         return job
 
     def in_transaction(self, statements: Callable[[], T]) -> T:

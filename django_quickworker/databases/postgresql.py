@@ -5,13 +5,14 @@ import json
 import logging
 import operator
 from collections.abc import Iterator, Sequence
-from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from django_quickworker.databases.base import Claim, InDb, ReturningClaim, Wake, inserted_fields
 from django_quickworker.models import WorkerJob
+from django_quickworker.states import Changes
 
 logger = logging.getLogger(__name__)
 
@@ -37,21 +38,22 @@ class PostgreSQL(ReturningClaim):
         return f"{column} = ANY(%s)", [list(values)]
 
     def finish_and_claim(
-        self, job: WorkerJob, changes: dict[str, Any], now: datetime, claim: Claim
+        self, job: WorkerJob, changes: Changes, claim: Claim
     ) -> tuple[int, WorkerJob | None]:
         # One statement: one round trip and one commit per job instead of two, which is
         # most of what a job costs the queue.
-        finish_sql, finish_params = self.fenced_finish(job, changes, now)
-        claim_sql, claim_params = self.claim_statement(claim, now)
+        finish_sql, finish_params = self.fenced_finish(job, changes)
+        claim_sql, claim_params = self.claim_statement(claim, timezone.now())
         sql = (
             f"WITH finished AS ({finish_sql} RETURNING id), "
             f"claimed AS ({claim_sql} RETURNING *) "
-            "SELECT claimed.*, (SELECT count(*) FROM finished) AS finished_rows "
+            f"SELECT (SELECT count(*) FROM finished), {self.job_columns('claimed')} "
             "FROM (SELECT 1) AS one LEFT JOIN claimed ON true"
         )
-        (row,) = self.fetch_rows(sql, [*finish_params, *claim_params])
-        finished = row.pop("finished_rows")
-        return finished, self.row_to_job(row) if row["id"] is not None else None
+        row = self.fetch_one(sql, [*finish_params, *claim_params])
+        assert row is not None  # the join always gives one row
+        finished, *claimed = row
+        return finished, self.row_to_job(claimed) if claimed[0] is not None else None
 
     def insert_jobs(
         self, jobs: list[WorkerJob], replacing: Sequence[str] = (), reason: str = ""

@@ -4,10 +4,12 @@
 """
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.utils.module_loading import autodiscover_modules
+
+from django_quickworker.lazy import lazy_names
 
 if TYPE_CHECKING:
     from django_quickworker.tasks.backend import QuickworkerBackend, QuickworkerTask
@@ -17,17 +19,14 @@ __all__ = ["QuickworkerBackend", "QuickworkerTask", "discover_tasks", "report_pr
 
 # The backend writes rows, so its modules import the models: loaded on first use, so that
 # importing this package never needs a ready app registry.
-_LAZY = {
-    "QuickworkerBackend": "django_quickworker.tasks.backend",
-    "QuickworkerTask": "django_quickworker.tasks.backend",
-    "report_progress": "django_quickworker.tasks.runner",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(
+    __name__,
+    {
+        "QuickworkerBackend": "django_quickworker.tasks.backend",
+        "QuickworkerTask": "django_quickworker.tasks.backend",
+        "report_progress": "django_quickworker.tasks.runner",
+    },
+)
 
 
 def discover_tasks() -> None:
