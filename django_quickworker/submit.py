@@ -1,5 +1,6 @@
 """Submitting jobs: validate everything, then write rows in the caller's transaction."""
 
+import functools
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -146,19 +147,53 @@ def build_job(
     job_type = registry.get(type)
     validate_payload(data, "data")
     cron_schedule = validate_cron(cron) if cron is not None else ""
-    job = WorkerJob(
-        tag=_validate_tag(tag),
-        type=job_type.name,
-        user_id=_user_id(user),
-        data={} if data is None else data,
-        due=_due(now, due, delay, cron_schedule),
-        cron_schedule=cron_schedule,
-        trace_context=current_trace_context(),
-        **job_type.options.overridden(options).as_fields(),
+    job = new_job(
+        {
+            "tag": _validate_tag(tag),
+            "type": job_type.name,
+            "user_id": _user_id(user),
+            "data": {} if data is None else data,
+            "due": _due(now, due, delay, cron_schedule),
+            "cron_schedule": cron_schedule,
+            "trace_context": current_trace_context(),
+            **settled_options(job_type.options, options).as_fields(),
+        }
     )
     if isinstance(user, models.Model):
         job.user = user  # type: ignore[assignment]  # cached: no query for a user we hold
     return job
+
+
+def new_job(values: dict[str, Any]) -> WorkerJob:
+    """An unsaved WorkerJob of ``values`` (by attname), its other fields at their defaults.
+
+    Built positionally, as the ORM builds the rows it reads: ``Model.__init__`` by keyword
+    costs several times more, and a bulk submission builds thousands.
+    """
+    fields = WorkerJob._meta.concrete_fields
+    row = [values.pop(f.attname) if f.attname in values else f.get_default() for f in fields]
+    if values:
+        raise TypeError(f"WorkerJob has no fields {sorted(values)!r}.")
+    return WorkerJob(*row)
+
+
+def settled_options(defaults: JobOptions, given: Mapping[str, Any]) -> JobOptions:
+    """``defaults.overridden(given)``, worked out once for each distinct ``given``: the
+    submissions of a bulk usually repeat the same few."""
+    # Keyed by each value's type too (True == 1), and by the setting overridden() reads.
+    try:
+        key = tuple((name, value.__class__, value) for name, value in given.items())
+        return _settled(defaults, key, conf.max_attempts)
+    except TypeError:  # an unhashable value, which overridden() refuses with its reason
+        return defaults.overridden(given)
+
+
+@functools.lru_cache(maxsize=256)
+def _settled(
+    defaults: JobOptions, given: tuple[tuple[str, type, Any], ...], max_attempts: int
+) -> JobOptions:
+    # max_attempts is only part of the key: overridden() reads the setting itself.
+    return defaults.overridden({name: value for name, _, value in given})
 
 
 def _refuse_reserved_tag(tag: str) -> None:

@@ -1,5 +1,6 @@
 """submit_job / submit_jobs: validation, stored options, duplicate tags, transactions, bulk."""
 
+import contextlib
 import functools
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -12,12 +13,12 @@ import pytest
 from croniter import croniter
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
 from django_quickworker import submit_job, submit_jobs
-from django_quickworker.databases.postgresql import NOTIFY_CHANNEL
+from django_quickworker.databases.postgresql import NOTIFY_CHANNEL, TAG_LOCK_NAMESPACE
 from django_quickworker.exceptions import (
     InvalidCronSchedule,
     InvalidDue,
@@ -603,9 +604,9 @@ def test_a_bulk_submission_wakes_each_queue_once(listener: psycopg.Connection[An
 
 # Queries of a bulk "replace": the user check, then the tag lock (PostgreSQL), the look for
 # duplicates, the UPDATE that cancels them, the INSERT and the wake-up NOTIFY (PostgreSQL),
-# which PostgreSQL sends as one query. MySQL: the lock rows of these new tags are inserted
-# too (their own INSERT).
-BULK_QUERIES = {"postgresql": 2, "sqlite": 4, "mysql": 6}
+# which PostgreSQL sends as two queries (lock and look; the rest). MySQL: the lock rows of
+# these new tags are inserted too (their own INSERT).
+BULK_QUERIES = {"postgresql": 3, "sqlite": 4, "mysql": 6}
 
 
 def test_submit_jobs_writes_many_jobs_with_one_insert(user: AbstractBaseUser) -> None:
@@ -705,15 +706,52 @@ def test_a_tag_repeated_in_one_bulk_is_kept_twice_with_allow(existing: WorkerJob
 
 
 @pytest.mark.postgresql
-@pytest.mark.parametrize("mode", ["replace", "allow"])
-def test_a_submission_is_one_round_trip_on_postgresql(mode: OnDuplicateTag) -> None:
+@pytest.mark.parametrize(("mode", "round_trips"), [("replace", 2), ("allow", 1)])
+def test_a_submission_is_one_round_trip_on_postgresql_two_to_replace(
+    mode: OnDuplicateTag, round_trips: int
+) -> None:
     old = submit_job(tag="t", type="demo.add")
     with CaptureQueriesContext(connection) as queries:
         new = submit_job(tag="t", type="demo.add", on_duplicate_tag=mode)
-    assert len(queries) == 1
+    assert len(queries) == round_trips
     expected = Status.CANCELLED if mode == "replace" else Status.SCHEDULED
     assert WorkerJob.objects.get(pk=old.pk).status == expected
     assert WorkerJob.objects.get(pk=new.pk).status == Status.SCHEDULED
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("in_transaction", [False, True])
+def test_a_replace_with_nothing_to_cancel_writes_no_update(in_transaction: bool) -> None:
+    submit_job(tag="other", type="demo.add")
+    atomic = transaction.atomic() if in_transaction else contextlib.nullcontext()
+    with CaptureQueriesContext(connection) as queries, atomic:
+        new = submit_job(tag="t", type="demo.add")
+    assert "UPDATE" not in " ".join(query["sql"] for query in queries)
+    assert connection.get_autocommit() and not connection.in_atomic_block
+    assert WorkerJob.objects.get(pk=new.pk).status == Status.SCHEDULED
+    assert WorkerJob.objects.scheduled().count() == 2
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_replace_in_autocommit_rolls_back_what_it_began(
+    existing: WorkerJob, listener: psycopg.Connection[Any]
+) -> None:
+    # Another session holds the tag's lock; ours gives up waiting, after its BEGIN.
+    listener.execute(
+        "SELECT pg_advisory_lock(%s, hashtext(%s))", [TAG_LOCK_NAMESPACE, existing.tag]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '100ms'")
+    try:
+        with pytest.raises(OperationalError):
+            submit_job(tag=existing.tag, type="demo.add")
+        assert connection.connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+    _assert_untouched(existing)
 
 
 @pytest.mark.postgresql
