@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
 from django_quickworker import submit_job, submit_jobs
+from django_quickworker.databases import base as databases_base
 from django_quickworker.databases.postgresql import NOTIFY_CHANNEL, TAG_LOCK_NAMESPACE
 from django_quickworker.exceptions import (
     InvalidCronSchedule,
@@ -771,3 +772,105 @@ def test_replace_with_parameters_bound_on_the_server_sends_one_statement_a_call(
     assert WorkerJob.objects.get(pk=old.pk).status == Status.CANCELLED
     stored = dict(WorkerJob.objects.scheduled().values_list("pk", "tag"))
     assert stored == {jobs[0].pk: "t", jobs[1].pk: "u"}
+
+
+# What the fast insert path writes must be what the ORM's save() would write, column for
+# column, whatever the options: a mix of rows, each column varying or not.
+VARIED: list[dict[str, Any]] = [
+    {"tag": "v:0", "type": "demo.add"},
+    {
+        "tag": "v:1",
+        "type": "demo.countdown",
+        "data": {"steps": 3, "nested": {"list": [1, 2.5, None, True, "x"]}},
+        "due": datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=ZoneInfo("Asia/Kolkata")),
+        "auto_reschedule_on_failure": True,
+        "auto_reschedule_on_failure_delay": 30,
+        "max_attempts": 4,
+        "timeout": timedelta(minutes=2),
+        "remove_delay": 3600.5,
+        "persistent": True,
+        "priority": -5,
+        "queue": "mail",
+        "retry_backoff": "exponential",
+    },
+    {"tag": "v:2 ünïcode ✓", "type": "demo.add", "data": "text", "cron": "*/5 * * * *"},
+    {"tag": "v:3", "type": "demo.add", "data": [1, "two"], "delay": 90, "priority": 2**31 - 1},
+    {"tag": "v:0", "type": "demo.add", "data": None},  # the first one again
+]
+
+
+def _raw_rows(pks: list[Any]) -> dict[Any, dict[str, Any]]:
+    """The rows ``pks`` as the database driver gives them, no conversion."""
+    table = connection.ops.quote_name(WorkerJob._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM {table} WHERE id IN ({', '.join(['%s'] * len(pks))})", pks)
+        names = [column[0] for column in cursor.description]
+        return {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+
+
+@pytest.mark.parametrize("count", [1, len(VARIED)], ids=["one", "bulk"])
+def test_submitted_rows_are_what_the_orm_writes_and_what_it_returns(
+    user: AbstractBaseUser, count: int
+) -> None:
+    submissions: list[dict[str, Any]] = [{**s, "user": user} for s in VARIED[:count]]
+    submissions[-1]["user"] = None
+    jobs = submit_jobs(submissions, on_duplicate_tag="allow")
+    stamped = {"created_at", "updated_at"}
+    fields = WorkerJob._meta.concrete_fields
+    written = {f.attname: None for f in fields if f.primary_key or f.attname in stamped}
+    orm = []
+    for job_row in jobs:
+        copy = WorkerJob(**{f.attname: getattr(job_row, f.attname) for f in fields} | written)
+        copy.save()
+        orm.append(copy)
+    raw = _raw_rows([j.pk for j in jobs + orm])
+    for ours, theirs in zip(jobs, orm, strict=True):
+        assert (ours._state.adding, ours._state.db) == (False, "default")
+        stored = WorkerJob.objects.get(pk=ours.pk)
+        assert {f.attname: getattr(stored, f.attname) for f in fields} == {
+            f.attname: getattr(ours, f.attname) for f in fields
+        }
+        assert ours.created_at == ours.updated_at and ours.created_at is not None
+        unstamped = set(raw[ours.pk]) - stamped - {"id"}
+        assert {name: raw[ours.pk][name] for name in unstamped} == {
+            name: raw[theirs.pk][name] for name in unstamped
+        }
+        for name in stamped:  # stored in the ORM's form too
+            assert type(raw[ours.pk][name]) is type(raw[theirs.pk][name])
+
+
+def test_identical_rows_in_one_bulk_are_each_written() -> None:
+    jobs = submit_jobs([{"tag": "same", "type": "demo.add"}] * 3, on_duplicate_tag="allow")
+    assert len({j.pk for j in jobs}) == 3
+    assert WorkerJob.objects.filter(tag="same").count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bulk_beyond_one_insert_is_written_in_order_in_one_transaction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(databases_base, "ROWS_PER_INSERT", 3)
+    old = submit_job(tag="bulk:4", type="demo.add")
+    with CaptureQueriesContext(connection) as queries:
+        jobs = submit_jobs([{"tag": f"bulk:{i}", "type": "demo.add"} for i in range(7)])
+    table = connection.ops.quote_name(WorkerJob._meta.db_table)
+    # PostgreSQL writes any number of rows with one INSERT of arrays.
+    expected = 1 if connection.vendor == "postgresql" else 3
+    assert sum(q["sql"].count(f"INSERT INTO {table} ") for q in queries) == expected
+    assert dict(WorkerJob.objects.scheduled().values_list("pk", "tag")) == {
+        j.pk: j.tag for j in jobs
+    }
+    assert WorkerJob.objects.get(pk=old.pk).status == Status.CANCELLED
+
+
+def test_options_are_settled_by_value_and_type_and_the_current_settings() -> None:
+    with pytest.raises(InvalidOption):
+        submit_jobs(
+            [{"tag": "p", "type": "demo.add", "priority": p} for p in (1, True)],
+            on_duplicate_tag="allow",
+        )
+    caps = []
+    for cap in (3, 9):
+        with override_settings(QUICKWORKER={"MAX_ATTEMPTS": cap}):
+            caps.append(submit_job(tag="r", type="demo.add", auto_reschedule_on_failure=True))
+    assert [j.max_attempts for j in caps] == [3, 9]
