@@ -2,7 +2,7 @@
 
 import functools
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -170,11 +170,25 @@ def new_job(values: dict[str, Any]) -> WorkerJob:
     Built positionally, as the ORM builds the rows it reads: ``Model.__init__`` by keyword
     costs several times more, and a bulk submission builds thousands.
     """
-    fields = WorkerJob._meta.concrete_fields
-    row = [values.pop(f.attname) if f.attname in values else f.get_default() for f in fields]
-    if values:
-        raise TypeError(f"WorkerJob has no fields {sorted(values)!r}.")
+    positions, blank, made = _blank_row()
+    row = blank.copy()
+    for position, default in made:
+        row[position] = default()
+    for name, value in values.items():
+        if name not in positions:
+            raise TypeError(f"WorkerJob has no field {name!r}.")
+        row[positions[name]] = value
     return WorkerJob(*row)
+
+
+@functools.cache
+def _blank_row() -> tuple[dict[str, int], list[Any], list[tuple[int, Callable[[], Any]]]]:
+    """Each field's position by attname, a row of the defaults that are values, and the
+    defaults made afresh for every row (such as ``dict``), by position."""
+    fields = WorkerJob._meta.concrete_fields
+    made = {n: f.default for n, f in enumerate(fields) if f.has_default() and callable(f.default)}
+    blank = [None if n in made else f.get_default() for n, f in enumerate(fields)]
+    return {f.attname: n for n, f in enumerate(fields)}, blank, list(made.items())
 
 
 def settled_options(defaults: JobOptions, given: Mapping[str, Any]) -> JobOptions:

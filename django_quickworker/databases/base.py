@@ -217,6 +217,8 @@ class Database:
 
     def insert_rows(self, jobs: list[WorkerJob]) -> None:
         """Write ``jobs`` with one INSERT (or as few as the database's limits allow)."""
+        if not jobs:
+            return
         if not self.connection.features.can_return_rows_from_bulk_insert:
             # MySQL has no INSERT … RETURNING: the ORM's ways of learning the new ids.
             if len(jobs) == 1:
@@ -241,10 +243,15 @@ class Database:
 
         Their ids come back in the order of the rows, as Django's ``bulk_create`` relies on.
         """
-        fields = inserted_fields()
-        rows = list(zip(*self.prepared_columns(jobs), strict=True))
+        columns = self.prepared_columns(jobs)
+        null = [is_null(column) for column in columns]
+        # NULL written into the SQL: for one row, half the columns, parameters not sent.
+        row = f"({', '.join('NULL' if none else '%s' for none in null)})"
+        sent = [n for n, none in enumerate(null) if not none]
+        rows = list(zip(*(columns[n] for n in sent), strict=True))
+        fields = [inserted_fields()[n] for n in sent]
         size = max(1, min(ROWS_PER_INSERT, self.connection.ops.bulk_batch_size(fields, rows)))
-        head, row = _insert_sql(self.alias)
+        head = _insert_sql(self.alias)
         return [
             (
                 f"{head} {', '.join([row] * len(rows[start : start + size]))} RETURNING id",
@@ -377,8 +384,9 @@ def prepared(
 ) -> list[object]:
     """``values`` of ``field`` as its ``get_db_prep_save`` gives them, each distinct value
     prepared once: most columns hold the same value in every row of a submission."""
-    if len(values) == 1:
-        return [field.get_db_prep_save(values[0], connection)]
+    first = values[0]
+    if len(values) == 1 or all(value is first for value in values):  # the usual column
+        return [field.get_db_prep_save(first, connection)] * len(values)
     done: dict[tuple[type, Any], object] = {}
     column: list[object] = []
     for value in values:
@@ -393,15 +401,18 @@ def prepared(
     return column
 
 
+def is_null(column: list[object]) -> bool:
+    """Whether every prepared value of ``column`` is NULL."""
+    return column[0] is None and all(value is None for value in column)
+
+
 @functools.cache
-def _insert_sql(alias: str) -> tuple[str, str]:
-    """``INSERT INTO … (columns) VALUES`` and one row's placeholders, for ``alias``."""
+def _insert_sql(alias: str) -> str:
+    """``INSERT INTO … (columns) VALUES`` of every inserted field, for ``alias``."""
     connection = connections[alias]
     quote = connection.ops.quote_name
-    fields = inserted_fields()
-    table = quote(WorkerJob._meta.db_table)
-    columns = ", ".join(quote(str(field.column)) for field in fields)
-    return f"INSERT INTO {table} ({columns}) VALUES", f"({', '.join(['%s'] * len(fields))})"
+    columns = ", ".join(quote(str(field.column)) for field in inserted_fields())
+    return f"INSERT INTO {quote(WorkerJob._meta.db_table)} ({columns}) VALUES"
 
 
 class ReturningClaim(Database):

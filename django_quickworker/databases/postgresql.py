@@ -18,6 +18,7 @@ from django_quickworker.databases.base import (
     ReturningClaim,
     Wake,
     inserted_fields,
+    is_null,
 )
 from django_quickworker.models import WorkerJob
 
@@ -149,8 +150,13 @@ class PostgreSQL(ReturningClaim):
         if len(jobs) > 1 and not varying:
             varying = [0]  # identical rows: still one array, which gives the number of rows
         names, types = _insert_columns(self.alias)
-        selected = [f"c{n}" if n in varying else f"%s::{types[n]}" for n in range(len(types))]
-        constants = [values[0] for n, values in enumerate(columns) if n not in varying]
+        # NULL written into the SQL: for one row, half the columns, parameters not sent.
+        null = {n for n, values in enumerate(columns) if n not in varying and is_null(values)}
+        selected = [
+            f"c{n}" if n in varying else f"NULL::{types[n]}" if n in null else f"%s::{types[n]}"
+            for n in range(len(types))
+        ]
+        constants = [v[0] for n, v in enumerate(columns) if n not in varying and n not in null]
         sql = f"INSERT INTO {self.table} ({names}) SELECT {', '.join(selected)}"
         if varying:
             arrays = ", ".join(f"%s::{types[n]}[]" for n in varying)
