@@ -238,12 +238,16 @@ class Database:
         self.saved(jobs, ids)
 
     def insert_statements(self, jobs: list[WorkerJob]) -> list[tuple[str, list[object]]]:
-        """The INSERTs (each ``… RETURNING id``) that write ``jobs``, as many rows to one as
-        the database's limit on parameters allows, up to ROWS_PER_INSERT.
+        """The INSERTs (each ``… RETURNING id``) that write ``jobs``."""
+        return self.values_statements(self.prepared_columns(jobs))
+
+    def values_statements(self, columns: list[list[object]]) -> list[tuple[str, list[object]]]:
+        """The ``INSERT … VALUES … RETURNING id`` statements of the rows whose prepared
+        ``columns`` are given, as many rows to one as the database's limit on parameters
+        allows, up to ROWS_PER_INSERT.
 
         Their ids come back in the order of the rows, as Django's ``bulk_create`` relies on.
         """
-        columns = self.prepared_columns(jobs)
         null = [is_null(column) for column in columns]
         # NULL written into the SQL: for one row, half the columns, parameters not sent.
         row = f"({', '.join('NULL' if none else '%s' for none in null)})"
