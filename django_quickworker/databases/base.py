@@ -275,6 +275,12 @@ class Database:
             for job in jobs:
                 setattr(job, field.attname, now)
         connection = self.connection
+        if len(jobs) == 1:  # the usual submission: no column to look through
+            (job,) = jobs
+            return [
+                [field.get_db_prep_save(getattr(job, field.attname), connection)]
+                for field in inserted_fields()
+            ]
         return [
             prepared(field, list(map(operator.attrgetter(field.attname), jobs)), connection)
             for field in inserted_fields()
@@ -389,7 +395,7 @@ def prepared(
     """``values`` of ``field`` as its ``get_db_prep_save`` gives them, each distinct value
     prepared once: most columns hold the same value in every row of a submission."""
     first = values[0]
-    if len(values) == 1 or all(value is first for value in values):  # the usual column
+    if all(value is first for value in values):  # the usual column
         return [field.get_db_prep_save(first, connection)] * len(values)
     done: dict[tuple[type, Any], object] = {}
     column: list[object] = []

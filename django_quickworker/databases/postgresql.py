@@ -145,7 +145,7 @@ class PostgreSQL(ReturningClaim):
         varying = [
             position
             for position, values in enumerate(columns)
-            if any(value is not values[0] for value in values)
+            if len(values) > 1 and any(value is not values[0] for value in values)
         ]
         if not varying:  # one row (or rows alike): VALUES, which the server runs quicker
             return self.values_statements(columns)
