@@ -1,5 +1,6 @@
 """submit_job / submit_jobs: validation, stored options, duplicate tags, transactions, bulk."""
 
+import contextlib
 import functools
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -12,12 +13,13 @@ import pytest
 from croniter import croniter
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
 from django_quickworker import submit_job, submit_jobs
-from django_quickworker.databases.postgresql import NOTIFY_CHANNEL
+from django_quickworker.databases import base as databases_base
+from django_quickworker.databases.postgresql import NOTIFY_CHANNEL, TAG_LOCK_NAMESPACE
 from django_quickworker.exceptions import (
     InvalidCronSchedule,
     InvalidDue,
@@ -603,9 +605,9 @@ def test_a_bulk_submission_wakes_each_queue_once(listener: psycopg.Connection[An
 
 # Queries of a bulk "replace": the user check, then the tag lock (PostgreSQL), the look for
 # duplicates, the UPDATE that cancels them, the INSERT and the wake-up NOTIFY (PostgreSQL),
-# which PostgreSQL sends as one query. MySQL: the lock rows of these new tags are inserted
-# too (their own INSERT).
-BULK_QUERIES = {"postgresql": 2, "sqlite": 4, "mysql": 6}
+# which PostgreSQL sends as two queries (lock and look; the rest). MySQL: the lock rows of
+# these new tags are inserted too (their own INSERT).
+BULK_QUERIES = {"postgresql": 3, "sqlite": 4, "mysql": 6}
 
 
 def test_submit_jobs_writes_many_jobs_with_one_insert(user: AbstractBaseUser) -> None:
@@ -705,15 +707,52 @@ def test_a_tag_repeated_in_one_bulk_is_kept_twice_with_allow(existing: WorkerJob
 
 
 @pytest.mark.postgresql
-@pytest.mark.parametrize("mode", ["replace", "allow"])
-def test_a_submission_is_one_round_trip_on_postgresql(mode: OnDuplicateTag) -> None:
+@pytest.mark.parametrize(("mode", "round_trips"), [("replace", 2), ("allow", 1)])
+def test_a_submission_is_one_round_trip_on_postgresql_two_to_replace(
+    mode: OnDuplicateTag, round_trips: int
+) -> None:
     old = submit_job(tag="t", type="demo.add")
     with CaptureQueriesContext(connection) as queries:
         new = submit_job(tag="t", type="demo.add", on_duplicate_tag=mode)
-    assert len(queries) == 1
+    assert len(queries) == round_trips
     expected = Status.CANCELLED if mode == "replace" else Status.SCHEDULED
     assert WorkerJob.objects.get(pk=old.pk).status == expected
     assert WorkerJob.objects.get(pk=new.pk).status == Status.SCHEDULED
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("in_transaction", [False, True])
+def test_a_replace_with_nothing_to_cancel_writes_no_update(in_transaction: bool) -> None:
+    submit_job(tag="other", type="demo.add")
+    atomic = transaction.atomic() if in_transaction else contextlib.nullcontext()
+    with CaptureQueriesContext(connection) as queries, atomic:
+        new = submit_job(tag="t", type="demo.add")
+    assert "UPDATE" not in " ".join(query["sql"] for query in queries)
+    assert connection.get_autocommit() and not connection.in_atomic_block
+    assert WorkerJob.objects.get(pk=new.pk).status == Status.SCHEDULED
+    assert WorkerJob.objects.scheduled().count() == 2
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_replace_in_autocommit_rolls_back_what_it_began(
+    existing: WorkerJob, listener: psycopg.Connection[Any]
+) -> None:
+    # Another session holds the tag's lock; ours gives up waiting, after its BEGIN.
+    listener.execute(
+        "SELECT pg_advisory_lock(%s, hashtext(%s))", [TAG_LOCK_NAMESPACE, existing.tag]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '100ms'")
+    try:
+        with pytest.raises(OperationalError):
+            submit_job(tag=existing.tag, type="demo.add")
+        assert connection.connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+    _assert_untouched(existing)
 
 
 @pytest.mark.postgresql
@@ -733,3 +772,105 @@ def test_replace_with_parameters_bound_on_the_server_sends_one_statement_a_call(
     assert WorkerJob.objects.get(pk=old.pk).status == Status.CANCELLED
     stored = dict(WorkerJob.objects.scheduled().values_list("pk", "tag"))
     assert stored == {jobs[0].pk: "t", jobs[1].pk: "u"}
+
+
+# What the fast insert path writes must be what the ORM's save() would write, column for
+# column, whatever the options: a mix of rows, each column varying or not.
+VARIED: list[dict[str, Any]] = [
+    {"tag": "v:0", "type": "demo.add"},
+    {
+        "tag": "v:1",
+        "type": "demo.countdown",
+        "data": {"steps": 3, "nested": {"list": [1, 2.5, None, True, "x"]}},
+        "due": datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=ZoneInfo("Asia/Kolkata")),
+        "auto_reschedule_on_failure": True,
+        "auto_reschedule_on_failure_delay": 30,
+        "max_attempts": 4,
+        "timeout": timedelta(minutes=2),
+        "remove_delay": 3600.5,
+        "persistent": True,
+        "priority": -5,
+        "queue": "mail",
+        "retry_backoff": "exponential",
+    },
+    {"tag": "v:2 ünïcode ✓", "type": "demo.add", "data": "text", "cron": "*/5 * * * *"},
+    {"tag": "v:3", "type": "demo.add", "data": [1, "two"], "delay": 90, "priority": 2**31 - 1},
+    {"tag": "v:0", "type": "demo.add", "data": None},  # the first one again
+]
+
+
+def _raw_rows(pks: list[Any]) -> dict[Any, dict[str, Any]]:
+    """The rows ``pks`` as the database driver gives them, no conversion."""
+    table = connection.ops.quote_name(WorkerJob._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM {table} WHERE id IN ({', '.join(['%s'] * len(pks))})", pks)
+        names = [column[0] for column in cursor.description]
+        return {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+
+
+@pytest.mark.parametrize("count", [1, len(VARIED)], ids=["one", "bulk"])
+def test_submitted_rows_are_what_the_orm_writes_and_what_it_returns(
+    user: AbstractBaseUser, count: int
+) -> None:
+    submissions: list[dict[str, Any]] = [{**s, "user": user} for s in VARIED[:count]]
+    submissions[-1]["user"] = None
+    jobs = submit_jobs(submissions, on_duplicate_tag="allow")
+    stamped = {"created_at", "updated_at"}
+    fields = WorkerJob._meta.concrete_fields
+    written = {f.attname: None for f in fields if f.primary_key or f.attname in stamped}
+    orm = []
+    for job_row in jobs:
+        copy = WorkerJob(**{f.attname: getattr(job_row, f.attname) for f in fields} | written)
+        copy.save()
+        orm.append(copy)
+    raw = _raw_rows([j.pk for j in jobs + orm])
+    for ours, theirs in zip(jobs, orm, strict=True):
+        assert (ours._state.adding, ours._state.db) == (False, "default")
+        stored = WorkerJob.objects.get(pk=ours.pk)
+        assert {f.attname: getattr(stored, f.attname) for f in fields} == {
+            f.attname: getattr(ours, f.attname) for f in fields
+        }
+        assert ours.created_at == ours.updated_at and ours.created_at is not None
+        unstamped = set(raw[ours.pk]) - stamped - {"id"}
+        assert {name: raw[ours.pk][name] for name in unstamped} == {
+            name: raw[theirs.pk][name] for name in unstamped
+        }
+        for name in stamped:  # stored in the ORM's form too
+            assert type(raw[ours.pk][name]) is type(raw[theirs.pk][name])
+
+
+def test_identical_rows_in_one_bulk_are_each_written() -> None:
+    jobs = submit_jobs([{"tag": "same", "type": "demo.add"}] * 3, on_duplicate_tag="allow")
+    assert len({j.pk for j in jobs}) == 3
+    assert WorkerJob.objects.filter(tag="same").count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bulk_beyond_one_insert_is_written_in_order_in_one_transaction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(databases_base, "ROWS_PER_INSERT", 3)
+    old = submit_job(tag="bulk:4", type="demo.add")
+    with CaptureQueriesContext(connection) as queries:
+        jobs = submit_jobs([{"tag": f"bulk:{i}", "type": "demo.add"} for i in range(7)])
+    table = connection.ops.quote_name(WorkerJob._meta.db_table)
+    # PostgreSQL writes any number of rows with one INSERT of arrays.
+    expected = 1 if connection.vendor == "postgresql" else 3
+    assert sum(q["sql"].count(f"INSERT INTO {table} ") for q in queries) == expected
+    assert dict(WorkerJob.objects.scheduled().values_list("pk", "tag")) == {
+        j.pk: j.tag for j in jobs
+    }
+    assert WorkerJob.objects.get(pk=old.pk).status == Status.CANCELLED
+
+
+def test_options_are_settled_by_value_and_type_and_the_current_settings() -> None:
+    with pytest.raises(InvalidOption):
+        submit_jobs(
+            [{"tag": "p", "type": "demo.add", "priority": p} for p in (1, True)],
+            on_duplicate_tag="allow",
+        )
+    caps = []
+    for cap in (3, 9):
+        with override_settings(QUICKWORKER={"MAX_ATTEMPTS": cap}):
+            caps.append(submit_job(tag="r", type="demo.add", auto_reschedule_on_failure=True))
+    assert [j.max_attempts for j in caps] == [3, 9]

@@ -2,7 +2,9 @@
 they differ. (The raw SQL of a job's row is in rows.py.)"""
 
 import functools
+import operator
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar, cast
@@ -23,6 +25,9 @@ DATETIME = DateTimeField()
 ONE_MORE_ATTEMPT = RawSQL("attempt + 1", [], output_field=IntegerField())
 Wake = Callable[[str | None], None]  # wakes idle workers (of a queue, or of all: None)
 InDb = Callable[..., Awaitable[Any]]  # runs a function on the supervisor's database thread
+# Rows one INSERT writes at most, when the database's limit on parameters allows more: it
+# keeps a statement well under MySQL's max_allowed_packet unless the jobs' data is large.
+ROWS_PER_INSERT = 1000
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,7 @@ class Database(JobRows):
         """Write ``jobs`` (unsaved) and wake the workers of their queues on commit; first,
         under the locks of the tags ``replacing``, cancel their scheduled jobs with ``reason``.
 
-        This default does it with the ORM, one statement after another.
+        This default does it one statement after another.
         """
         queues = {job.queue for job in jobs}
         if not replacing:
@@ -162,18 +167,92 @@ class Database(JobRows):
             return
         with transaction.atomic(using=self.alias, savepoint=False):
             self.lock_tags(list(replacing))
-            scheduled = WorkerJob.objects.using(self.alias).scheduled().filter(tag__in=replacing)
-            if scheduled.exists():  # usually not: a cheap look spares the costly UPDATE
-                scheduled.cancel(reason)
+            if self.fetch_rows(*self.scheduled_with_tags(replacing)):
+                # Usually not: a cheap look spares building and running the costly UPDATE.
+                WorkerJob.objects.using(self.alias).filter(tag__in=replacing).cancel(reason)
             self.insert_rows(jobs)
             self.wake_workers(queues)
 
+    def scheduled_with_tags(self, tags: Sequence[str]) -> tuple[str, list[object]]:
+        """A SELECT of one row if a scheduled job has one of ``tags``, else of none."""
+        condition, params = self.one_of("tag", tags)
+        # The status is written in, so that SQLite uses the partial index of pending tags.
+        sql = (
+            f"SELECT 1 AS scheduled FROM {self.table} "
+            f"WHERE status = '{Status.SCHEDULED}' AND {condition} LIMIT 1"
+        )
+        return sql, params
+
     def insert_rows(self, jobs: list[WorkerJob]) -> None:
         """Write ``jobs`` with one INSERT (or as few as the database's limits allow)."""
-        if len(jobs) == 1:
-            jobs[0].save(using=self.alias, force_insert=True)  # bulk_create costs more for one
-        else:
-            WorkerJob.objects.using(self.alias).bulk_create(jobs)
+        if not jobs:
+            return
+        if not self.connection.features.can_return_rows_from_bulk_insert:
+            # MySQL has no INSERT … RETURNING: the ORM's ways of learning the new ids.
+            if len(jobs) == 1:
+                jobs[0].save(using=self.alias, force_insert=True)
+            else:
+                WorkerJob.objects.using(self.alias).bulk_create(jobs)
+            return
+        statements = self.insert_statements(jobs)
+        ids: list[Any] = []
+        # Several INSERTs are still one write: the caller's transaction, or one of our own.
+        one = len(statements) == 1
+        atomic = nullcontext() if one else transaction.atomic(using=self.alias, savepoint=False)
+        with atomic, self.connection.cursor() as cursor:
+            for sql, params in statements:
+                cursor.execute(sql, params)
+                ids += [pk for (pk,) in cursor.fetchall()]
+        self.saved(jobs, ids)
+
+    def insert_statements(self, jobs: list[WorkerJob]) -> list[tuple[str, list[object]]]:
+        """The INSERTs (each ``… RETURNING id``) that write ``jobs``."""
+        return self.values_statements(self.prepared_columns(jobs))
+
+    def values_statements(self, columns: list[list[object]]) -> list[tuple[str, list[object]]]:
+        """The ``INSERT … VALUES … RETURNING id`` statements of the rows whose prepared
+        ``columns`` are given, as many rows to one as the database's limit on parameters
+        allows, up to ROWS_PER_INSERT.
+
+        Their ids come back in the order of the rows, as Django's ``bulk_create`` relies on.
+        """
+        null = [is_null(column) for column in columns]
+        # NULL written into the SQL: for one row, half the columns, parameters not sent.
+        row = f"({', '.join('NULL' if none else '%s' for none in null)})"
+        sent = [n for n, none in enumerate(null) if not none]
+        rows = list(zip(*(columns[n] for n in sent), strict=True))
+        fields = [inserted_fields()[n] for n in sent]
+        size = max(1, min(ROWS_PER_INSERT, self.connection.ops.bulk_batch_size(fields, rows)))
+        head = _insert_sql(self.alias)
+        return [
+            (
+                f"{head} {', '.join([row] * len(rows[start : start + size]))} RETURNING id",
+                [value for values in rows[start : start + size] for value in values],
+            )
+            for start in range(0, len(rows), size)
+        ]
+
+    def prepared_columns(self, jobs: list[WorkerJob]) -> list[list[object]]:
+        """The values of each inserted field in ``jobs``, as ``save`` would send them.
+
+        As ``save`` does, created_at and updated_at are stamped first: here with one moment
+        for every row, since they are written together.
+        """
+        now = timezone.now()
+        for field in _stamped_fields():
+            for job in jobs:
+                setattr(job, field.attname, now)
+        connection = self.connection
+        if len(jobs) == 1:  # the usual submission: no column to look through
+            (job,) = jobs
+            return [
+                [field.get_db_prep_save(getattr(job, field.attname), connection)]
+                for field in inserted_fields()
+            ]
+        return [
+            prepared(field, list(map(operator.attrgetter(field.attname), jobs)), connection)
+            for field in inserted_fields()
+        ]
 
     def saved(self, jobs: list[WorkerJob], ids: Sequence[Any]) -> None:
         """Mark ``jobs`` as the saved rows ``ids`` (in order), as ``save`` would."""
@@ -225,6 +304,52 @@ class Database(JobRows):
 @functools.cache
 def inserted_fields() -> "list[Field[Any, Any]]":
     return [field for field in WorkerJob._meta.concrete_fields if not field.primary_key]
+
+
+@functools.cache
+def _stamped_fields() -> "list[Field[Any, Any]]":
+    """The fields that ``save`` sets to now (``auto_now``, ``auto_now_add``)."""
+    return [
+        field
+        for field in inserted_fields()
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)
+    ]
+
+
+def prepared(
+    field: "Field[Any, Any]", values: list[Any], connection: BaseDatabaseWrapper
+) -> list[object]:
+    """``values`` of ``field`` as its ``get_db_prep_save`` gives them, each distinct value
+    prepared once: most columns hold the same value in every row of a submission."""
+    first = values[0]
+    if all(value is first for value in values):  # the usual column
+        return [field.get_db_prep_save(first, connection)] * len(values)
+    done: dict[tuple[type, Any], object] = {}
+    column: list[object] = []
+    for value in values:
+        key = (value.__class__, value)  # the type too: True == 1 == 1.0
+        try:
+            column.append(done[key])
+        except KeyError:
+            done[key] = field.get_db_prep_save(value, connection)
+            column.append(done[key])
+        except TypeError:  # unhashable, such as a job's data: prepared each time
+            column.append(field.get_db_prep_save(value, connection))
+    return column
+
+
+def is_null(column: list[object]) -> bool:
+    """Whether every prepared value of ``column`` is NULL."""
+    return column[0] is None and all(value is None for value in column)
+
+
+@functools.cache
+def _insert_sql(alias: str) -> str:
+    """``INSERT INTO … (columns) VALUES`` of every inserted field, for ``alias``."""
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(str(field.column)) for field in inserted_fields())
+    return f"INSERT INTO {quote(WorkerJob._meta.db_table)} ({columns}) VALUES"
 
 
 class ReturningClaim(Database):

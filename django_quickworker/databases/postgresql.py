@@ -1,16 +1,25 @@
 """PostgreSQL: ``FOR UPDATE SKIP LOCKED`` claims, advisory tag locks, LISTEN/NOTIFY wake-ups."""
 
 import asyncio
+import contextlib
+import functools
 import json
 import logging
-import operator
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from django.db import DatabaseError, connections
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from django_quickworker.databases.base import Claim, InDb, ReturningClaim, Wake, inserted_fields
+from django_quickworker.databases.base import (
+    Claim,
+    InDb,
+    ReturningClaim,
+    Wake,
+    inserted_fields,
+    is_null,
+)
 from django_quickworker.models import WorkerJob
 from django_quickworker.states import Changes
 
@@ -58,58 +67,110 @@ class PostgreSQL(ReturningClaim):
     def insert_jobs(
         self, jobs: list[WorkerJob], replacing: Sequence[str] = (), reason: str = ""
     ) -> None:
-        """Lock the tags, cancel what the jobs replace, insert them and notify the workers,
-        all in one round trip.
+        """Insert the jobs and notify the workers in one round trip; with ``replacing``, in
+        two: the first locks the tags and looks for scheduled jobs with them, the second
+        cancels those (if any), inserts and notifies.
 
-        Sent as one query string, the statements run in one transaction (the caller's, or an
-        implicit one) and each takes its snapshot when it starts: the cancel sees every job
-        committed by a competing submission before it released the tag lock we now hold.
+        Statements sent as one query string run in one transaction (the caller's, an implicit
+        one, or here one we begin) and each takes its snapshot when it starts: the look sees
+        every job committed by a competing submission before it released the tag lock we now
+        hold. The look is there because building the cancel's UPDATE costs more than a round
+        trip, and usually there is nothing to cancel.
         """
         if not jobs:
             return
-        statements = []
-        if replacing:
-            statements += [
-                self.lock_tags_statement(replacing),
-                WorkerJob.objects.using(self.alias)
-                .filter(tag__in=replacing)
-                .cancel_statement(reason),
-            ]
-        inserting = len(statements)
-        statements.append(self.insert_statement(jobs))
-        statements.append(self.wake_statement({job.queue for job in jobs}))
+        queues = {job.queue for job in jobs}
         with self.connection.cursor() as cursor:
-            for position in self.execute_together(cursor, statements):
-                if position == inserting:
-                    ids = [pk for (pk,) in cursor.fetchall()]
+            if not replacing:
+                ids = self.write(cursor, [], jobs, queues)
+            elif not self.connection.get_autocommit():
+                ids = self.replace(cursor, replacing, reason, jobs, queues)
+            else:
+                # BEGIN and COMMIT ride with the two round trips; Django's atomic() would
+                # spend two more.
+                try:
+                    ids = self.replace(cursor, replacing, reason, jobs, queues, own=True)
+                except BaseException:
+                    with contextlib.suppress(DatabaseError):  # a lost connection ends it anyway
+                        cursor.execute("ROLLBACK")
+                    raise
         self.saved(jobs, ids)
 
-    def insert_statement(self, jobs: list[WorkerJob]) -> tuple[str, list[object]]:
-        """One INSERT of any number of rows, one array parameter per column: a statement
-        the server parses quickly, and as many parameters for 20,000 rows as for one."""
-        fields = inserted_fields()
-        connection = self.connection
-        columns = []
-        for field in fields:
-            # Column by column: per row, only the lookups that differ (20,000 rows at once).
-            if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-                values = [field.pre_save(job, True) for job in jobs]
-            else:
-                values = list(map(operator.attrgetter(field.attname), jobs))
-            prepare = field.get_db_prep_save
-            columns.append([prepare(value, connection) for value in values])
-        arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
-        names = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
-        aliases = ", ".join(f"c{position}" for position in range(len(fields)))
+    def replace(
+        self,
+        cursor: Any,
+        replacing: Sequence[str],
+        reason: str,
+        jobs: list[WorkerJob],
+        queues: set[str],
+        own: bool = False,
+    ) -> list[Any]:
+        """Lock the tags and look for their scheduled jobs, then cancel those and write
+        ``jobs``; ``own``: in a transaction begun here and committed with the write."""
+        first: list[tuple[str, Sequence[object]]] = [("BEGIN", [])] if own else []
+        first += [self.lock_tags_statement(replacing), self.scheduled_with_tags(replacing)]
+        for _ in self.execute_together(cursor, first):
+            pass
+        cancel: list[tuple[str, Sequence[object]]] = []
+        if cursor.fetchall():  # the look's result: the last statement's
+            scheduled = WorkerJob.objects.using(self.alias).filter(tag__in=replacing)
+            cancel.append(scheduled.cancel_statement(reason))
+        # Built after the cancel, so that the new rows' created_at is never before the
+        # finished of the jobs they replace (WorkerJob.replacement() reads them so).
+        return self.write(cursor, cancel, jobs, queues, [("COMMIT", [])] if own else [])
+
+    def write(
+        self,
+        cursor: Any,
+        before: list[tuple[str, Sequence[object]]],
+        jobs: list[WorkerJob],
+        queues: set[str],
+        after: Sequence[tuple[str, Sequence[object]]] = (),
+    ) -> list[Any]:
+        """Run ``before``, the INSERTs of ``jobs``, the NOTIFY of ``queues`` and ``after`` in
+        one round trip; return the new ids in the order of ``jobs``."""
+        inserts = self.insert_statements(jobs)
+        statements = [*before, *inserts, self.wake_statement(queues), *after]
+        inserting = range(len(before), len(before) + len(inserts))
+        ids: list[Any] = []
+        for position in self.execute_together(cursor, statements):
+            if position in inserting:
+                ids += [pk for (pk,) in cursor.fetchall()]
+        return ids
+
+    def insert_statements(self, jobs: list[WorkerJob]) -> list[tuple[str, list[object]]]:
+        """One INSERT of any number of rows: one array parameter for each column whose value
+        differs between rows, and the others' value once. A statement that the server parses
+        quickly, with as many parameters for 20,000 rows as for one."""
+        columns = self.prepared_columns(jobs)
+        # A value prepared once is the same object in every row that holds it.
+        varying = [
+            position
+            for position, values in enumerate(columns)
+            if len(values) > 1 and any(value is not values[0] for value in values)
+        ]
+        if not varying:  # one row (or rows alike): VALUES, which the server runs quicker
+            return self.values_statements(columns)
+        names, types = _insert_columns(self.alias)
+        # NULL written into the SQL: half the columns of a typical job, parameters not sent.
+        null = {n for n, values in enumerate(columns) if n not in varying and is_null(values)}
+        selected = [
+            f"c{n}" if n in varying else f"NULL::{types[n]}" if n in null else f"%s::{types[n]}"
+            for n in range(len(types))
+        ]
+        constants = [v[0] for n, v in enumerate(columns) if n not in varying and n not in null]
+        arrays = ", ".join(f"%s::{types[n]}[]" for n in varying)
+        aliases = ", ".join(f"c{n}" for n in varying)
         # Ordered, so that the ids (and RETURNING) follow the order of the jobs.
         sql = (
-            f"INSERT INTO {self.table} ({names}) SELECT {aliases} FROM unnest({arrays}) "
-            f"WITH ORDINALITY AS rows ({aliases}, position) ORDER BY position RETURNING id"
+            f"INSERT INTO {self.table} ({names}) SELECT {', '.join(selected)} "
+            f"FROM unnest({arrays}) WITH ORDINALITY AS rows ({aliases}, position) "
+            "ORDER BY position RETURNING id"
         )
-        return sql, list(columns)
+        return [(sql, [*constants, *(columns[n] for n in varying)])]
 
     def execute_together(
-        self, cursor: Any, statements: list[tuple[str, list[object]]]
+        self, cursor: Any, statements: Sequence[tuple[str, Sequence[object]]]
     ) -> Iterator[int]:
         """Run ``statements`` in one round trip; yield the position of each as its result is
         current. Parameters bound on the server (``server_side_binding``) allow one
@@ -148,6 +209,8 @@ class PostgreSQL(ReturningClaim):
 
     def wake_statement(self, queues: set[str]) -> tuple[str, list[object]]:
         """The NOTIFY of each of ``queues``, delivered when the transaction commits."""
+        if len(queues) == 1:  # the usual case, which the server runs quicker without unnest
+            return "SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, *queues]
         return (
             "SELECT pg_notify(%s, queue) FROM unnest(%s::text[]) AS queue",
             [NOTIFY_CHANNEL, sorted(queues)],
@@ -178,3 +241,12 @@ class PostgreSQL(ReturningClaim):
         """The planner's row estimate."""
         plan = json.loads(queryset.order_by().explain(format="json"))
         return int(plan[0]["Plan"]["Plan Rows"])
+
+
+@functools.cache
+def _insert_columns(alias: str) -> tuple[str, list[str]]:
+    """The inserted columns' names, quoted and joined, and their types, for ``alias``."""
+    connection = connections[alias]
+    fields = inserted_fields()
+    names = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
+    return names, [str(field.db_type(connection)) for field in fields]
