@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
 from django_quickworker import submit_job, submit_jobs
-from django_quickworker.databases import base as databases_base
+from django_quickworker.databases import rows as databases_rows
 from django_quickworker.databases.postgresql import NOTIFY_CHANNEL, TAG_LOCK_NAMESPACE
 from django_quickworker.exceptions import (
     InvalidCronSchedule,
@@ -849,7 +849,7 @@ def test_identical_rows_in_one_bulk_are_each_written() -> None:
 def test_a_bulk_beyond_one_insert_is_written_in_order_in_one_transaction(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(databases_base, "ROWS_PER_INSERT", 3)
+    monkeypatch.setattr(databases_rows, "ROWS_PER_INSERT", 3)
     old = submit_job(tag="bulk:4", type="demo.add")
     with CaptureQueriesContext(connection) as queries:
         jobs = submit_jobs([{"tag": f"bulk:{i}", "type": "demo.add"} for i in range(7)])

@@ -1,17 +1,14 @@
 """The base class of the database seam: what every database does alike, and the hooks where
 they differ. (The raw SQL of a job's row is in rows.py.)"""
 
-import functools
-import operator
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar, cast
 
 from django.core.checks import CheckMessage
 from django.db import transaction
-from django.db.models import DateTimeField, Field, IntegerField, QuerySet
+from django.db.models import DateTimeField, IntegerField, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -25,9 +22,6 @@ DATETIME = DateTimeField()
 ONE_MORE_ATTEMPT = RawSQL("attempt + 1", [], output_field=IntegerField())
 Wake = Callable[[str | None], None]  # wakes idle workers (of a queue, or of all: None)
 InDb = Callable[..., Awaitable[Any]]  # runs a function on the supervisor's database thread
-# Rows one INSERT writes at most, when the database's limit on parameters allows more: it
-# keeps a statement well under MySQL's max_allowed_packet unless the jobs' data is large.
-ROWS_PER_INSERT = 1000
 
 
 @dataclass(frozen=True)
@@ -183,84 +177,6 @@ class Database(JobRows):
         )
         return sql, params
 
-    def insert_rows(self, jobs: list[WorkerJob]) -> None:
-        """Write ``jobs`` with one INSERT (or as few as the database's limits allow)."""
-        if not jobs:
-            return
-        if not self.connection.features.can_return_rows_from_bulk_insert:
-            # MySQL has no INSERT … RETURNING: the ORM's ways of learning the new ids.
-            if len(jobs) == 1:
-                jobs[0].save(using=self.alias, force_insert=True)
-            else:
-                WorkerJob.objects.using(self.alias).bulk_create(jobs)
-            return
-        statements = self.insert_statements(jobs)
-        ids: list[Any] = []
-        # Several INSERTs are still one write: the caller's transaction, or one of our own.
-        one = len(statements) == 1
-        atomic = nullcontext() if one else transaction.atomic(using=self.alias, savepoint=False)
-        with atomic, self.connection.cursor() as cursor:
-            for sql, params in statements:
-                cursor.execute(sql, params)
-                ids += [pk for (pk,) in cursor.fetchall()]
-        self.saved(jobs, ids)
-
-    def insert_statements(self, jobs: list[WorkerJob]) -> list[tuple[str, list[object]]]:
-        """The INSERTs (each ``… RETURNING id``) that write ``jobs``."""
-        return self.values_statements(self.prepared_columns(jobs))
-
-    def values_statements(self, columns: list[list[object]]) -> list[tuple[str, list[object]]]:
-        """The ``INSERT … VALUES … RETURNING id`` statements of the rows whose prepared
-        ``columns`` are given, as many rows to one as the database's limit on parameters
-        allows, up to ROWS_PER_INSERT.
-
-        Their ids come back in the order of the rows, as Django's ``bulk_create`` relies on.
-        """
-        null = [is_null(column) for column in columns]
-        # NULL written into the SQL: for one row, half the columns, parameters not sent.
-        row = f"({', '.join('NULL' if none else '%s' for none in null)})"
-        sent = [n for n, none in enumerate(null) if not none]
-        rows = list(zip(*(columns[n] for n in sent), strict=True))
-        fields = [inserted_fields()[n] for n in sent]
-        size = max(1, min(ROWS_PER_INSERT, self.connection.ops.bulk_batch_size(fields, rows)))
-        head = _insert_sql(self.alias)
-        return [
-            (
-                f"{head} {', '.join([row] * len(rows[start : start + size]))} RETURNING id",
-                [value for values in rows[start : start + size] for value in values],
-            )
-            for start in range(0, len(rows), size)
-        ]
-
-    def prepared_columns(self, jobs: list[WorkerJob]) -> list[list[object]]:
-        """The values of each inserted field in ``jobs``, as ``save`` would send them.
-
-        As ``save`` does, created_at and updated_at are stamped first: here with one moment
-        for every row, since they are written together.
-        """
-        now = timezone.now()
-        for field in _stamped_fields():
-            for job in jobs:
-                setattr(job, field.attname, now)
-        connection = self.connection
-        if len(jobs) == 1:  # the usual submission: no column to look through
-            (job,) = jobs
-            return [
-                [field.get_db_prep_save(getattr(job, field.attname), connection)]
-                for field in inserted_fields()
-            ]
-        return [
-            prepared(field, list(map(operator.attrgetter(field.attname), jobs)), connection)
-            for field in inserted_fields()
-        ]
-
-    def saved(self, jobs: list[WorkerJob], ids: Sequence[Any]) -> None:
-        """Mark ``jobs`` as the saved rows ``ids`` (in order), as ``save`` would."""
-        for job, pk in zip(jobs, ids, strict=True):
-            job.pk = pk
-            job._state.adding = False
-            job._state.db = self.alias
-
     def lock_tags(self, tags: list[str]) -> None:
         """Serialize submissions of the same tags until the current transaction ends."""
         raise NotImplementedError
@@ -299,57 +215,6 @@ class Database(JobRows):
     def check(self, databases: Sequence[str] | None) -> list[CheckMessage]:
         """This database's own system checks (``databases``: those checks may query)."""
         return []
-
-
-@functools.cache
-def inserted_fields() -> "list[Field[Any, Any]]":
-    return [field for field in WorkerJob._meta.concrete_fields if not field.primary_key]
-
-
-@functools.cache
-def _stamped_fields() -> "list[Field[Any, Any]]":
-    """The fields that ``save`` sets to now (``auto_now``, ``auto_now_add``)."""
-    return [
-        field
-        for field in inserted_fields()
-        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)
-    ]
-
-
-def prepared(
-    field: "Field[Any, Any]", values: list[Any], connection: BaseDatabaseWrapper
-) -> list[object]:
-    """``values`` of ``field`` as its ``get_db_prep_save`` gives them, each distinct value
-    prepared once: most columns hold the same value in every row of a submission."""
-    first = values[0]
-    if all(value is first for value in values):  # the usual column
-        return [field.get_db_prep_save(first, connection)] * len(values)
-    done: dict[tuple[type, Any], object] = {}
-    column: list[object] = []
-    for value in values:
-        key = (value.__class__, value)  # the type too: True == 1 == 1.0
-        try:
-            column.append(done[key])
-        except KeyError:
-            done[key] = field.get_db_prep_save(value, connection)
-            column.append(done[key])
-        except TypeError:  # unhashable, such as a job's data: prepared each time
-            column.append(field.get_db_prep_save(value, connection))
-    return column
-
-
-def is_null(column: list[object]) -> bool:
-    """Whether every prepared value of ``column`` is NULL."""
-    return column[0] is None and all(value is None for value in column)
-
-
-@functools.cache
-def _insert_sql(alias: str) -> str:
-    """``INSERT INTO … (columns) VALUES`` of every inserted field, for ``alias``."""
-    connection = connections[alias]
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(str(field.column)) for field in inserted_fields())
-    return f"INSERT INTO {quote(WorkerJob._meta.db_table)} ({columns}) VALUES"
 
 
 class ReturningClaim(Database):

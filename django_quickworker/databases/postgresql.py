@@ -12,14 +12,8 @@ from django.db import DatabaseError, connections
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from django_quickworker.databases.base import (
-    Claim,
-    InDb,
-    ReturningClaim,
-    Wake,
-    inserted_fields,
-    is_null,
-)
+from django_quickworker.databases.base import Claim, InDb, ReturningClaim, Wake
+from django_quickworker.databases.rows import inserted_fields, is_null
 from django_quickworker.models import WorkerJob
 from django_quickworker.states import Changes
 

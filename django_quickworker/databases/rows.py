@@ -3,18 +3,25 @@ parameters, and a fetched row back as the WorkerJob the ORM would give, without 
 per-row cost (the claim and the finish are the hot path)."""
 
 import functools
+import operator
 from collections.abc import Sequence
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connections
+from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import BooleanField, CharField, Field, IntegerField, TextField
 from django.db.models.expressions import RawSQL
+from django.utils import timezone
 
 from django_quickworker.models import WorkerJob
 from django_quickworker.states import Changes
+
+# Rows one INSERT writes at most, when the database's limit on parameters allows more: it
+# keeps a statement well under MySQL's max_allowed_packet unless the jobs' data is large.
+ROWS_PER_INSERT = 1000
 
 
 class JobRows:
@@ -53,6 +60,86 @@ class JobRows:
         quoted = _quoted_columns(self.alias)
         sql = " AND ".join(f"{quoted[name]} = %s" for name in values)
         return sql, [_prepare(name, value, connection) for name, value in values.items()]
+
+    # Writing new rows
+
+    def insert_rows(self, jobs: list[WorkerJob]) -> None:
+        """Write ``jobs`` with one INSERT (or as few as the database's limits allow)."""
+        if not jobs:
+            return
+        if not self.connection.features.can_return_rows_from_bulk_insert:
+            # MySQL has no INSERT … RETURNING: the ORM's ways of learning the new ids.
+            if len(jobs) == 1:
+                jobs[0].save(using=self.alias, force_insert=True)
+            else:
+                WorkerJob.objects.using(self.alias).bulk_create(jobs)
+            return
+        statements = self.insert_statements(jobs)
+        ids: list[Any] = []
+        # Several INSERTs are still one write: the caller's transaction, or one of our own.
+        one = len(statements) == 1
+        atomic = nullcontext() if one else transaction.atomic(using=self.alias, savepoint=False)
+        with atomic, self.connection.cursor() as cursor:
+            for sql, params in statements:
+                cursor.execute(sql, params)
+                ids += [pk for (pk,) in cursor.fetchall()]
+        self.saved(jobs, ids)
+
+    def insert_statements(self, jobs: list[WorkerJob]) -> list[tuple[str, list[object]]]:
+        """The INSERTs (each ``… RETURNING id``) that write ``jobs``."""
+        return self.values_statements(self.prepared_columns(jobs))
+
+    def values_statements(self, columns: list[list[object]]) -> list[tuple[str, list[object]]]:
+        """The ``INSERT … VALUES … RETURNING id`` statements of the rows whose prepared
+        ``columns`` are given, as many rows to one as the database's limit on parameters
+        allows, up to ROWS_PER_INSERT.
+
+        Their ids come back in the order of the rows, as Django's ``bulk_create`` relies on.
+        """
+        null = [is_null(column) for column in columns]
+        # NULL written into the SQL: for one row, half the columns, parameters not sent.
+        row = f"({', '.join('NULL' if none else '%s' for none in null)})"
+        sent = [n for n, none in enumerate(null) if not none]
+        rows = list(zip(*(columns[n] for n in sent), strict=True))
+        fields = [inserted_fields()[n] for n in sent]
+        size = max(1, min(ROWS_PER_INSERT, self.connection.ops.bulk_batch_size(fields, rows)))
+        head = _insert_sql(self.alias)
+        return [
+            (
+                f"{head} {', '.join([row] * len(rows[start : start + size]))} RETURNING id",
+                [value for values in rows[start : start + size] for value in values],
+            )
+            for start in range(0, len(rows), size)
+        ]
+
+    def prepared_columns(self, jobs: list[WorkerJob]) -> list[list[object]]:
+        """The values of each inserted field in ``jobs``, as ``save`` would send them.
+
+        As ``save`` does, created_at and updated_at are stamped first: here with one moment
+        for every row, since they are written together.
+        """
+        now = timezone.now()
+        for field in _stamped_fields():
+            for job in jobs:
+                setattr(job, field.attname, now)
+        connection = self.connection
+        if len(jobs) == 1:  # the usual submission: no column to look through
+            (job,) = jobs
+            return [
+                [_prepare(field.attname, getattr(job, field.attname), connection)]
+                for field in inserted_fields()
+            ]
+        return [
+            prepared(field, list(map(operator.attrgetter(field.attname), jobs)), connection)
+            for field in inserted_fields()
+        ]
+
+    def saved(self, jobs: list[WorkerJob], ids: Sequence[Any]) -> None:
+        """Mark ``jobs`` as the saved rows ``ids`` (in order), as ``save`` would."""
+        for job, pk in zip(jobs, ids, strict=True):
+            job.pk = pk
+            job._state.adding = False
+            job._state.db = self.alias
 
     # Reading
 
@@ -155,3 +242,54 @@ def _plain_columns() -> frozenset[str]:
         for field in WorkerJob._meta.concrete_fields
         if isinstance(field, plain) and not field.is_relation
     )
+
+
+@functools.cache
+def inserted_fields() -> "list[Field[Any, Any]]":
+    return [field for field in WorkerJob._meta.concrete_fields if not field.primary_key]
+
+
+@functools.cache
+def _stamped_fields() -> "list[Field[Any, Any]]":
+    """The fields that ``save`` sets to now (``auto_now``, ``auto_now_add``)."""
+    return [
+        field
+        for field in inserted_fields()
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)
+    ]
+
+
+def prepared(
+    field: "Field[Any, Any]", values: list[Any], connection: BaseDatabaseWrapper
+) -> list[object]:
+    """``values`` of ``field`` as raw SQL parameters (``_prepare``), each distinct value
+    prepared once: most columns hold the same value in every row of a submission."""
+    first = values[0]
+    if all(value is first for value in values):  # the usual column
+        return [_prepare(field.attname, first, connection)] * len(values)
+    done: dict[tuple[type, Any], object] = {}
+    column: list[object] = []
+    for value in values:
+        key = (value.__class__, value)  # the type too: True == 1 == 1.0
+        try:
+            column.append(done[key])
+        except KeyError:
+            done[key] = _prepare(field.attname, value, connection)
+            column.append(done[key])
+        except TypeError:  # unhashable, such as a job's data: prepared each time
+            column.append(_prepare(field.attname, value, connection))
+    return column
+
+
+def is_null(column: list[object]) -> bool:
+    """Whether every prepared value of ``column`` is NULL."""
+    return column[0] is None and all(value is None for value in column)
+
+
+@functools.cache
+def _insert_sql(alias: str) -> str:
+    """``INSERT INTO … (columns) VALUES`` of every inserted field, for ``alias``."""
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(str(field.column)) for field in inserted_fields())
+    return f"INSERT INTO {quote(WorkerJob._meta.db_table)} ({columns}) VALUES"
