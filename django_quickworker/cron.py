@@ -78,7 +78,7 @@ def _start_chain(tag: str, type_name: str, schedule: str, alias: str) -> None:
     try:
         with transaction.atomic(using=alias):
             now = database(alias).current_time()  # due times are compared with its clock
-            insert([build_job(now=now, tag=tag, type=type_name, cron=schedule)], alias)
+            insert([build_job({"tag": tag, "type": type_name, "cron": schedule}, now)], alias)
     except Exception:
         logger.error("cron job %s (%r) cannot be scheduled", tag, schedule, exc_info=True)
 

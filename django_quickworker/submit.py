@@ -32,6 +32,8 @@ from django_quickworker.tracing import current_trace_context
 OnDuplicateTag = Literal["replace", "skip", "allow"]
 ON_DUPLICATE_TAG = ("replace", "skip", "allow")
 CANCELLED_BY_NEW_JOB = "Job cancelled due to new job being created"  # QuickDapp's wording
+# A submission's optional parts that are not job options (JobOptions): its owner, data, time.
+NOT_OPTIONS = ("user", "data", "due", "delay", "cron")
 
 
 def submit_job(
@@ -95,7 +97,7 @@ def submit_jobs(
             f"on_duplicate_tag={on_duplicate_tag!r} is invalid; use one of {ON_DUPLICATE_TAG!r}."
         )
     now = timezone.now()
-    jobs = [build_job(now=now, **submission) for submission in submissions]
+    jobs = [build_job(submission, now) for submission in submissions]
     for job in jobs:
         _refuse_reserved_tag(job.tag)
     tags = [job.tag for job in jobs]
@@ -128,22 +130,16 @@ def _announce(written: list[WorkerJob]) -> list[WorkerJob]:
     return written
 
 
-def build_job(
-    *,
-    now: datetime,
-    tag: str,
-    type: str,
-    user: Any = None,
-    data: Any = None,
-    due: datetime | None = None,
-    delay: Duration | None = None,
-    cron: str | None = None,
-    **options: Any,
-) -> WorkerJob:
+def build_job(submission: Mapping[str, Any], now: datetime) -> WorkerJob:
     """Return an unsaved, fully validated WorkerJob; raise an InvalidJobError if anything is off.
 
-    ``options`` are ``JobOptions`` fields; those left out or None take the type's default.
+    ``submission`` holds ``submit_job``'s arguments but ``on_duplicate_tag``: ``tag`` and
+    ``type``, maybe ``user``, ``data``, ``due``, ``delay`` and ``cron``, and ``JobOptions``
+    fields, of which those left out or None take the type's default.
     """
+    options = dict(submission)
+    tag, type = _required(options, "tag"), _required(options, "type")
+    user, data, due, delay, cron = (options.pop(name, None) for name in NOT_OPTIONS)
     job_type = registry.get(type)
     validate_payload(data, "data")
     cron_schedule = validate_cron(cron) if cron is not None else ""
@@ -162,6 +158,12 @@ def build_job(
     if isinstance(user, models.Model):
         job.user = user  # type: ignore[assignment]  # cached: no query for a user we hold
     return job
+
+
+def _required(submission: dict[str, Any], name: str) -> Any:
+    if name not in submission:
+        raise InvalidOption(f"A submission needs a {name!r}; it has {sorted(submission)!r}.")
+    return submission.pop(name)
 
 
 def new_job(values: dict[str, Any]) -> WorkerJob:

@@ -661,6 +661,16 @@ def test_submit_jobs_of_nothing_writes_nothing() -> None:
     assert not WorkerJob.objects.exists()
 
 
+@pytest.mark.parametrize("missing", ["tag", "type"])
+def test_a_submission_without_its_tag_or_type_is_refused_by_name(missing: str) -> None:
+    given = {"tag": "t", "type": "demo.add", "data": {"a": 1, "b": 2}}
+    del given[missing]
+
+    with pytest.raises(InvalidOption, match=f"A submission needs a '{missing}'"):
+        submit_jobs([{"tag": "fine", "type": "demo.add"}, given])
+    assert not WorkerJob.objects.exists()
+
+
 @pytest.mark.parametrize(
     "bad",
     [

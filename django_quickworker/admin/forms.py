@@ -111,7 +111,7 @@ class SubmitJobForm(forms.ModelForm):
         cleaned = super().clean() or {}
         if not self.errors:
             try:  # the checks submit_job makes, without writing anything
-                build_job(now=timezone.now(), **self.submission())
+                build_job(self.submission(), timezone.now())
             except InvalidJobError as error:
                 self.add_error(self._field_of(error), str(error))
         return cleaned
