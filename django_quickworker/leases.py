@@ -37,7 +37,8 @@ def renew_leases(workers: list[str], running_ids: set[int], lease: timedelta) ->
     clock; return those of ``running_ids`` (the jobs they are known to run) that are no
     longer leased to them: rescued or ended elsewhere, so their runs must stop."""
     ours = WorkerJob.objects.running().filter(worker__in=workers)
-    renewed = ours.renew(database(router.db_for_write(WorkerJob)).later(lease))
+    db = database(router.db_for_write(WorkerJob))
+    renewed = db.retrying(lambda: ours.renew(db.later(lease)))
     if renewed >= len(running_ids):  # nearly always: nothing lost, and no second query
         return set()
     return running_ids - set(ours.filter(pk__in=running_ids).values_list("pk", flat=True))

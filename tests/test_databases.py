@@ -156,7 +156,7 @@ def test_a_lock_wait_timeout_is_retried_not_a_failed_job(caplog: pytest.LogCaptu
     with connection.cursor() as cursor:
         cursor.execute("SET SESSION innodb_lock_wait_timeout = 1")
 
-    with caplog.at_level(logging.INFO, logger="django_quickworker.databases.mysql"):
+    with caplog.at_level(logging.INFO, logger="django_quickworker.databases.base"):
         finish_and_claim_next(job, Outcome(True, {"sum": 3}), None, timedelta(seconds=60))
     holder.join(10)
 
@@ -164,3 +164,51 @@ def test_a_lock_wait_timeout_is_retried_not_a_failed_job(caplog: pytest.LogCaptu
     assert (job.status, job.result) == (Status.SUCCEEDED, {"sum": 3})
     assert "lock wait timeout, trying again" in caplog.text
     connection.close()  # the next test gets the default lock wait timeout
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_deadlock_on_postgresql_is_tried_again_not_a_lost_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # As between the parent's lease renewal and a worker's finish: one statement holds a
+    # row the other wants, and wants one it holds. PostgreSQL rolls back the one whose
+    # deadlock_timeout runs out first, here ours (the holder's is set far longer).
+    first, second = (submit_job(tag=f"row{n}", type="demo.add") for n in (1, 2))
+    holding, errors = threading.Event(), []
+    table = connection.ops.quote_name(WorkerJob._meta.db_table)
+
+    def hold_second_then_want_first() -> None:
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SET LOCAL deadlock_timeout = '30s'")
+                cursor.execute(f"SELECT id FROM {table} WHERE id = %s FOR UPDATE", [second.pk])
+                holding.set()
+                threading.Event().wait(0.5)  # ours takes the first row, then waits for this
+                cursor.execute(f"SELECT id FROM {table} WHERE id = %s FOR UPDATE", [first.pk])
+        except Exception as error:  # the test fails on it below
+            errors.append(error)
+            holding.set()
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_second_then_want_first)
+    holder.start()
+    assert holding.wait(10)
+    attempts = []
+
+    def both_rows_in_order() -> int:
+        attempts.append(1)
+        with transaction.atomic(), connection.cursor() as cursor:
+            for job in (first, second):
+                cursor.execute(f"UPDATE {table} SET priority = 1 WHERE id = %s", [job.pk])
+        return len(attempts)
+
+    with caplog.at_level(logging.INFO, logger="django_quickworker.databases.base"):
+        tries = database(connection.alias).retrying(both_rows_in_order)
+    holder.join(10)
+
+    assert errors == []
+    assert tries == 2
+    assert "deadlock, trying again" in caplog.text
+    assert set(WorkerJob.objects.values_list("priority", flat=True)) == {1}

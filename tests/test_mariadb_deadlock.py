@@ -53,7 +53,7 @@ def test_a_deadlock_in_a_finish_is_tried_again_not_a_failed_job(
     holder = threading.Thread(target=deadlock_the_finish)
     holder.start()
     assert gap_held.wait(10)
-    with caplog.at_level(logging.INFO, logger="django_quickworker.databases.mysql"):
+    with caplog.at_level(logging.INFO, logger="django_quickworker.databases.base"):
         finish_and_claim_next(job, Outcome(True, {"sum": 3}), None, timedelta(seconds=60))
     holder.join(10)
 

@@ -1,13 +1,16 @@
 """The base class of the database seam: what every database does alike, and the hooks where
 they differ. (The raw SQL of a job's row is in rows.py.)"""
 
+import logging
+import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar, cast
 
 from django.core.checks import CheckMessage
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import DateTimeField, IntegerField, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -15,6 +18,8 @@ from django.utils import timezone
 from django_quickworker.databases.rows import JobRows
 from django_quickworker.models import Status, WorkerJob
 from django_quickworker.states import Changes, claimed, fence
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 # Made once: a field or expression costs a Django Field's construction, on the claim's path.
@@ -55,9 +60,27 @@ class Database(JobRows):
         raise NotImplementedError
 
     def retrying(self, operation: Callable[[], T]) -> T:
-        """Run ``operation`` (its own transaction), again if the database refused it for a
-        reason that is no fault of it (a deadlock, on databases that have them)."""
-        return operation()
+        """Run ``operation`` (its own transaction), again after an error that is no fault of
+        it (``retried_error``: a deadlock, say), as often as needed. Inside the caller's
+        transaction, which the database may have rolled back, it is not ours to replay, so
+        the error goes up."""
+        if self.connection.in_atomic_block:
+            return operation()
+        attempt = 0
+        while True:
+            try:
+                return operation()
+            except DatabaseError as error:
+                reason = self.retried_error(error)
+                if reason is None:
+                    raise
+                attempt += 1
+                logger.info("%s, trying again: %s", reason, error)
+                time.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.1)))
+
+    def retried_error(self, error: DatabaseError) -> str | None:
+        """What makes ``error`` worth running the statements again (None: nothing does)."""
+        return None
 
     def next_due(
         self, queues: Sequence[str] | None, types: Sequence[str] | None

@@ -9,9 +9,6 @@ was granted would hide the rows that the competing submission had just written.
 
 import asyncio
 import contextlib
-import logging
-import random
-import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -27,8 +24,6 @@ from django.utils import timezone
 from django_quickworker.databases.base import Claim, Database, InDb, Wake
 from django_quickworker.models import CLAIMABLE_INDEX, WorkerJob, WorkerTagLock
 from django_quickworker.states import Changes, apply, claimed
-
-logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -120,22 +115,9 @@ class MySQL(Database):
                 raise
             cursor.execute("COMMIT")
 
-    def retrying(self, operation: Callable[[], T]) -> T:
-        """Run ``operation`` again after a deadlock or lock wait timeout, as often as needed;
-        inside the caller's transaction, which InnoDB may have rolled back, it is not ours to
-        replay, so the error goes up."""
-        if self.connection.in_atomic_block:
-            return operation()
-        attempt = 0
-        while True:
-            try:
-                return operation()
-            except OperationalError as error:
-                if not error.args or error.args[0] not in RETRIED_ERRORS:
-                    raise
-                attempt += 1
-                logger.info("%s, trying again: %s", RETRIED_ERRORS[error.args[0]], error)
-                time.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.1)))
+    def retried_error(self, error: DatabaseError) -> str | None:
+        code = error.args[0] if isinstance(error, OperationalError) and error.args else None
+        return RETRIED_ERRORS.get(code) if isinstance(code, int) else None
 
     def lock_tags(self, tags: list[str]) -> None:
         """Lock one row per tag (hashed) of the lock table until the transaction ends.

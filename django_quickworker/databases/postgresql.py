@@ -20,6 +20,7 @@ from django_quickworker.states import Changes
 logger = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "quickworker"
+DEADLOCK = "40P01"  # the SQLSTATE of "deadlock detected"
 # First key of PostgreSQL's two-key advisory locks, so ours never collide with the project's.
 TAG_LOCK_NAMESPACE = 0x5157
 # Django's connection parameters that are for its own cursor setup, not for libpq.
@@ -40,7 +41,20 @@ class PostgreSQL(ReturningClaim):
         # One array parameter: the statement's text stays the same for any number of values.
         return f"{column} = ANY(%s)", [list(values)]
 
+    def claim(self, claim: Claim) -> WorkerJob | None:
+        return self.retrying(lambda: ReturningClaim.claim(self, claim))
+
+    def retried_error(self, error: DatabaseError) -> str | None:
+        # A deadlock with the parent's lease renewal, which updates its workers' running rows
+        # while one of them finishes its row and claims the next: PostgreSQL rolls one back.
+        return "deadlock" if getattr(error.__cause__, "sqlstate", None) == DEADLOCK else None
+
     def finish_and_claim(
+        self, job: WorkerJob, changes: Changes, claim: Claim
+    ) -> tuple[int, WorkerJob | None]:
+        return self.retrying(lambda: self.finish_and_claim_now(job, changes, claim))
+
+    def finish_and_claim_now(
         self, job: WorkerJob, changes: Changes, claim: Claim
     ) -> tuple[int, WorkerJob | None]:
         # One statement: one round trip and one commit per job instead of two, which is
