@@ -13,7 +13,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from django_quickworker.databases.base import Claim, InDb, ReturningClaim, Wake
-from django_quickworker.databases.rows import inserted_fields, is_null
+from django_quickworker.databases.rows import inserted_columns, inserted_fields, is_null
 from django_quickworker.models import WorkerJob
 from django_quickworker.states import Changes
 
@@ -255,6 +255,5 @@ class PostgreSQL(ReturningClaim):
 def _insert_columns(alias: str) -> tuple[str, list[str]]:
     """The inserted columns' names, quoted and joined, and their types, for ``alias``."""
     connection = connections[alias]
-    fields = inserted_fields()
-    names = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
-    return names, [str(field.db_type(connection)) for field in fields]
+    types = [str(field.db_type(connection)) for field in inserted_fields()]
+    return inserted_columns(alias), types

@@ -43,7 +43,7 @@ class JobRows:
     def assignments(self, changes: Changes) -> tuple[str, list[object]]:
         """The SET clause (and parameters) writing ``changes``, whose values are plain or RawSQL."""
         connection = self.connection
-        quoted = _quoted_columns(self.alias)
+        quoted = quoted_columns(self.alias)
         clauses, params = [], []
         for name, value in changes.items():
             if isinstance(value, RawSQL):
@@ -57,7 +57,7 @@ class JobRows:
     def equal_to(self, values: dict[str, Any]) -> tuple[str, list[object]]:
         """SQL saying that each column of ``values`` holds its value (and parameters)."""
         connection = self.connection
-        quoted = _quoted_columns(self.alias)
+        quoted = quoted_columns(self.alias)
         sql = " AND ".join(f"{quoted[name]} = %s" for name in values)
         return sql, [_prepare(name, value, connection) for name, value in values.items()]
 
@@ -178,10 +178,6 @@ class JobRows:
         field, converters = _converters(self.alias, settings.USE_TZ)[attname]
         return _convert(value, field, converters, self.connection)
 
-    def db_time(self, moment: datetime | None) -> object:
-        """``moment`` in the form the database stores datetimes, for raw SQL parameters."""
-        return self.connection.ops.adapt_datetimefield_value(moment)
-
 
 @functools.cache
 def _converters(alias: str, use_tz: bool) -> "dict[str, tuple[Field[Any, Any], list[Any]]]":
@@ -208,11 +204,11 @@ def _convert(
 
 @functools.cache
 def _job_columns(alias: str, prefix: str) -> str:
-    return ", ".join(f"{prefix}{quoted}" for quoted in _quoted_columns(alias).values())
+    return ", ".join(f"{prefix}{quoted}" for quoted in quoted_columns(alias).values())
 
 
 @functools.cache
-def _quoted_columns(alias: str) -> dict[str, str]:
+def quoted_columns(alias: str) -> dict[str, str]:
     """Each column of a job's row (by field attname), quoted for ``alias``'s SQL."""
     quote = connections[alias].ops.quote_name
     return {field.attname: quote(str(field.column)) for field in WorkerJob._meta.concrete_fields}
@@ -289,7 +285,12 @@ def is_null(column: list[object]) -> bool:
 @functools.cache
 def _insert_sql(alias: str) -> str:
     """``INSERT INTO … (columns) VALUES`` of every inserted field, for ``alias``."""
-    connection = connections[alias]
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(str(field.column)) for field in inserted_fields())
-    return f"INSERT INTO {quote(WorkerJob._meta.db_table)} ({columns}) VALUES"
+    table = connections[alias].ops.quote_name(WorkerJob._meta.db_table)
+    return f"INSERT INTO {table} ({inserted_columns(alias)}) VALUES"
+
+
+@functools.cache
+def inserted_columns(alias: str) -> str:
+    """The inserted fields' columns, quoted for ``alias`` and joined, in their order."""
+    quoted = quoted_columns(alias)
+    return ", ".join(quoted[field.attname] for field in inserted_fields())
