@@ -1,9 +1,11 @@
 """claim_next: which job is claimed, what the claim writes, and exactly-once under concurrency."""
 
 import functools
+import json
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -11,8 +13,10 @@ from pytest_django import DjangoAssertNumQueries
 
 from django_quickworker import submit_job, submit_jobs
 from django_quickworker.claim import claim_next, next_due
+from django_quickworker.databases.base import Claim
+from django_quickworker.databases.postgresql import PostgreSQL
 from django_quickworker.finish import Outcome, finish_job
-from django_quickworker.models import Status, WorkerJob
+from django_quickworker.models import CLAIMABLE_INDEX, Status, WorkerJob
 from tests.conftest import StartRunworkers, run_together
 
 LEASE = timedelta(seconds=60)
@@ -259,3 +263,48 @@ def test_concurrent_claimers_claim_every_job_exactly_once() -> None:
     for slot, pks in claims.items():
         assert all(workers[pk] == f"w{slot}" for pk in pks)
     assert set(WorkerJob.objects.values_list("attempt", flat=True)) == {1}
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("server_side_binding", [False, True])
+def test_claims_are_planned_without_sorting_and_the_setting_ends_with_them(
+    server_side_binding: bool,
+) -> None:
+    """Sorting is off for the claim's statement only: with stale statistics the planner
+    would sort the whole backlog for every claim (databases/postgresql.py, SORTLESS_PLAN)."""
+    make_job("low", priority=0)
+    high = make_job("high", priority=5)
+    options = connection.settings_dict["OPTIONS"]
+    connection.close()
+    options["server_side_binding"] = server_side_binding  # read when the connection opens
+    try:
+        db = PostgreSQL(connection.alias)
+        setting = "SELECT current_setting('enable_sort')"
+        during = db.fetch_claimed(setting, [])
+        after = db.fetch_one(setting, [])
+        sql, params = db.claim_statement(Claim("w", None, ["demo.add"], LEASE), timezone.now())
+        plan = db.fetch_claimed(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        claimed = claim_next("w", None, LEASE)
+        transaction_status = connection.connection.info.transaction_status
+    finally:
+        connection.close()
+        del options["server_side_binding"]
+    assert (during, after) == (("off",), ("on",))
+    assert plan is not None
+    assert ("Index Scan", CLAIMABLE_INDEX) in plan_nodes(plan[0])
+    assert claimed is not None and claimed.pk == high.pk
+    assert WorkerJob.objects.running().get().pk == high.pk
+    assert transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def plan_nodes(plan: Any) -> list[tuple[str, str]]:
+    """Each node of an EXPLAIN (FORMAT JSON) plan as (node type, index name or "")."""
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    nodes, stack = [], [plan[0]["Plan"]]
+    while stack:
+        node = stack.pop()
+        nodes.append((node["Node Type"], node.get("Index Name", "")))
+        stack.extend(node.get("Plans", []))
+    return nodes
