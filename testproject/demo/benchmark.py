@@ -5,6 +5,7 @@ import multiprocessing
 import os
 import random
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -387,7 +388,11 @@ def running_workers(workers: int, settle: float = 2.0) -> Iterator[subprocess.Po
     start and go idle first."""
     process = runworkers("--workers", str(workers))
     try:
-        wait_for(lambda: WorkerProcess.objects.exists(), timeout=60)
+        # This runworkers' own row: one left by a process that died unannounced would not do.
+        mine = WorkerProcess.objects.filter(
+            name__startswith=f"{socket.gethostname()}:{process.pid}:"
+        )
+        wait_for(mine.exists, timeout=60)
         time.sleep(settle)
         yield process
     finally:
