@@ -77,11 +77,11 @@ class WorkerJobQuerySet(models.QuerySet["WorkerJob"]):
         """Cancel the scheduled jobs among these with ``reason``; return how many."""
         return self.scheduled().update(**cancelled_before_running(reason, timezone.now()))
 
-    def cancel_statement(self, reason: str) -> tuple[str, tuple[object, ...]]:
-        """The SQL and parameters of ``cancel``, for a database that sends it together
-        with other statements."""
+    def cancel_statement(self, reason: str, now: datetime) -> tuple[str, tuple[object, ...]]:
+        """The SQL and parameters of ``cancel`` at ``now``, for a database that sends it
+        together with other statements."""
         query = cast(UpdateQuery, self.scheduled().query.chain(UpdateQuery))
-        query.add_update_values(cancelled_before_running(reason, timezone.now()))
+        query.add_update_values(cancelled_before_running(reason, now))
         return query.get_compiler(self.db).as_sql()
 
     # What an operator may do to which jobs: the admin's actions change these rows, and a

@@ -1,7 +1,7 @@
 """submit_job / submit_jobs: validation, stored options, duplicate tags, transactions, bulk."""
 
-import contextlib
 import functools
+import itertools
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from decimal import Decimal
@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
 from django_quickworker import submit_job, submit_jobs
+from django_quickworker.conf import conf
 from django_quickworker.databases import rows as databases_rows
 from django_quickworker.databases.postgresql import NOTIFY_CHANNEL, TAG_LOCK_NAMESPACE
 from django_quickworker.exceptions import (
@@ -604,10 +605,10 @@ def test_a_bulk_submission_wakes_each_queue_once(listener: psycopg.Connection[An
 # --- bulk -----------------------------------------------------------------------------------
 
 # Queries of a bulk "replace": the user check, then the tag lock (PostgreSQL), the look for
-# duplicates, the UPDATE that cancels them, the INSERT and the wake-up NOTIFY (PostgreSQL),
-# which PostgreSQL sends as two queries (lock and look; the rest). MySQL: the lock rows of
-# these new tags are inserted too (their own INSERT).
-BULK_QUERIES = {"postgresql": 3, "sqlite": 4, "mysql": 6}
+# duplicates (not on PostgreSQL), the UPDATE that cancels them, the INSERT and the wake-up
+# NOTIFY (PostgreSQL), which PostgreSQL sends as one query. MySQL: the lock rows of these
+# new tags are inserted too (their own INSERT).
+BULK_QUERIES = {"postgresql": 2, "sqlite": 4, "mysql": 6}
 
 
 def test_submit_jobs_writes_many_jobs_with_one_insert(user: AbstractBaseUser) -> None:
@@ -717,31 +718,34 @@ def test_a_tag_repeated_in_one_bulk_is_kept_twice_with_allow(existing: WorkerJob
 
 
 @pytest.mark.postgresql
-@pytest.mark.parametrize(("mode", "round_trips"), [("replace", 2), ("allow", 1)])
-def test_a_submission_is_one_round_trip_on_postgresql_two_to_replace(
-    mode: OnDuplicateTag, round_trips: int
+@pytest.mark.parametrize("mode", ["replace", "allow"])
+def test_a_submission_is_one_round_trip_on_postgresql_replacing_or_not(
+    mode: OnDuplicateTag,
 ) -> None:
     old = submit_job(tag="t", type="demo.add")
     with CaptureQueriesContext(connection) as queries:
         new = submit_job(tag="t", type="demo.add", on_duplicate_tag=mode)
-    assert len(queries) == round_trips
+    assert len(queries) == 1
     expected = Status.CANCELLED if mode == "replace" else Status.SCHEDULED
     assert WorkerJob.objects.get(pk=old.pk).status == expected
     assert WorkerJob.objects.get(pk=new.pk).status == Status.SCHEDULED
 
 
-@pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("in_transaction", [False, True])
-def test_a_replace_with_nothing_to_cancel_writes_no_update(in_transaction: bool) -> None:
-    submit_job(tag="other", type="demo.add")
-    atomic = transaction.atomic() if in_transaction else contextlib.nullcontext()
-    with CaptureQueriesContext(connection) as queries, atomic:
-        new = submit_job(tag="t", type="demo.add")
-    assert "UPDATE" not in " ".join(query["sql"] for query in queries)
-    assert connection.get_autocommit() and not connection.in_atomic_block
-    assert WorkerJob.objects.get(pk=new.pk).status == Status.SCHEDULED
-    assert WorkerJob.objects.scheduled().count() == 2
+def test_each_replace_cancels_at_its_own_time_and_with_the_retention_of_the_moment() -> None:
+    # PostgreSQL fills a cancel statement compiled once: nothing of one replace may stay.
+    chain = [submit_job(tag="t", type="demo.add", persistent=index == 1) for index in range(3)]
+    with override_settings(QUICKWORKER={"RETAIN_FAILED": 120}):
+        chain.append(submit_job(tag="t", type="demo.add"))
+    rows = [WorkerJob.objects.get(pk=job.pk) for job in chain]
+    assert [row.status for row in rows] == [Status.CANCELLED] * 3 + [Status.SCHEDULED]
+    finished = [row.finished for row in rows[:3]]
+    assert None not in finished and finished == sorted(finished) and len(set(finished)) == 3
+    for cancelled, replacement in itertools.pairwise(rows):
+        assert cancelled.replacement() == replacement
+    assert rows[0].remove_at == rows[0].finished + conf.retain_failed
+    assert rows[1].remove_at is None  # persistent
+    assert rows[2].remove_at == rows[2].finished + timedelta(seconds=120)
 
 
 @pytest.mark.postgresql

@@ -6,17 +6,21 @@ import functools
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from typing import Any, cast
 
 import psycopg
+from django.conf import settings
 from django.db import DatabaseError, connections
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from django_quickworker.databases.base import Claim, InDb, ReturningClaim, Wake
 from django_quickworker.databases.rows import inserted_columns, inserted_fields, is_null
-from django_quickworker.models import WorkerJob
-from django_quickworker.states import Changes
+from django_quickworker.models import Status, WorkerJob
+from django_quickworker.states import Changes, retention
 
 logger = logging.getLogger(__name__)
 
@@ -118,57 +122,53 @@ class PostgreSQL(ReturningClaim):
     def insert_jobs(
         self, jobs: list[WorkerJob], replacing: Sequence[str] = (), reason: str = ""
     ) -> None:
-        """Insert the jobs and notify the workers in one round trip; with ``replacing``, in
-        two: the first locks the tags and looks for scheduled jobs with them, the second
-        cancels those (if any), inserts and notifies.
+        """Insert the jobs and notify the workers in one round trip; with ``replacing``,
+        lock the tags and cancel their scheduled jobs first, in the same round trip.
 
-        Statements sent as one query string run in one transaction (the caller's, an implicit
-        one, or here one we begin) and each takes its snapshot when it starts: the look sees
-        every job committed by a competing submission before it released the tag lock we now
-        hold. The look is there because building the cancel's UPDATE costs more than a round
-        trip, and usually there is nothing to cancel.
+        Statements sent as one query string run in one transaction (the caller's, or an
+        implicit one) and each takes its snapshot when it starts: the cancel sees every job
+        committed by a competing submission before it released the tag lock we now hold.
         """
         if not jobs:
             return
         queues = {job.queue for job in jobs}
+        before: list[tuple[str, Sequence[object]]] = []
+        if replacing:
+            before = [self.lock_tags_statement(replacing), self.cancel_statement(replacing, reason)]
+        # Built after the cancel, so that the new rows' created_at is never before the
+        # finished of the jobs they replace (WorkerJob.replacement() reads them so).
+        own = bool(replacing) and self.binds_on_server() and self.connection.get_autocommit()
         with self.connection.cursor() as cursor:
-            if not replacing:
-                ids = self.write(cursor, [], jobs, queues)
-            elif not self.connection.get_autocommit():
-                ids = self.replace(cursor, replacing, reason, jobs, queues)
+            if not own:
+                ids = self.write(cursor, before, jobs, queues)
             else:
-                # BEGIN and COMMIT ride with the two round trips; Django's atomic() would
-                # spend two more.
+                # One statement per call: a transaction of our own, so that the tag lock
+                # lasts until the jobs are written.
                 try:
-                    ids = self.replace(cursor, replacing, reason, jobs, queues, own=True)
+                    ids = self.write(
+                        cursor, [("BEGIN", []), *before], jobs, queues, [("COMMIT", [])]
+                    )
                 except BaseException:
                     with contextlib.suppress(DatabaseError):  # a lost connection ends it anyway
                         cursor.execute("ROLLBACK")
                     raise
         self.saved(jobs, ids)
 
-    def replace(
-        self,
-        cursor: Any,
-        replacing: Sequence[str],
-        reason: str,
-        jobs: list[WorkerJob],
-        queues: set[str],
-        own: bool = False,
-    ) -> list[Any]:
-        """Lock the tags and look for their scheduled jobs, then cancel those and write
-        ``jobs``; ``own``: in a transaction begun here and committed with the write."""
-        first: list[tuple[str, Sequence[object]]] = [("BEGIN", [])] if own else []
-        first += [self.lock_tags_statement(replacing), self.scheduled_with_tags(replacing)]
-        for _ in self.execute_together(cursor, first):
-            pass
-        cancel: list[tuple[str, Sequence[object]]] = []
-        if cursor.fetchall():  # the look's result: the last statement's
-            scheduled = WorkerJob.objects.using(self.alias).filter(tag__in=replacing)
-            cancel.append(scheduled.cancel_statement(reason))
-        # Built after the cancel, so that the new rows' created_at is never before the
-        # finished of the jobs they replace (WorkerJob.replacement() reads them so).
-        return self.write(cursor, cancel, jobs, queues, [("COMMIT", [])] if own else [])
+    def cancel_statement(self, tags: Sequence[str], reason: str) -> tuple[str, list[object]]:
+        """``WorkerJobQuerySet.cancel_statement`` for the scheduled jobs with ``tags``, now.
+
+        Compiled by the ORM once for each number of tags (and reason and settings it
+        reads), then filled in: compiling it costs more than the submission's round trip.
+        """
+        now = timezone.now()
+        key = (self.alias, len(tags), reason, retention(Status.CANCELLED), settings.USE_TZ)
+        template = _cancel_template(*key) if len(tags) <= TEMPLATED_TAGS else None
+        if template is None:
+            scheduled = WorkerJob.objects.using(self.alias).filter(tag__in=tags)
+            sql, params = scheduled.cancel_statement(reason, now)
+            return sql, list(params)
+        sql, slots = template
+        return sql, [_filled(slot, now, tags) for slot in slots]
 
     def write(
         self,
@@ -296,6 +296,44 @@ class PostgreSQL(ReturningClaim):
         """The planner's row estimate."""
         plan = json.loads(queryset.order_by().explain(format="json"))
         return int(plan[0]["Plan"]["Plan Rows"])
+
+
+NOW = object()  # in a cancel template's slots: where the time of cancelling goes
+# Up to this many tags a replace fills a template; a bulk replace compiles its own, once.
+TEMPLATED_TAGS = 32
+
+
+@dataclass(frozen=True)
+class Constant:
+    value: object  # a parameter of a cancel template that is the same every time
+
+
+@functools.lru_cache(maxsize=64)
+def _cancel_template(
+    alias: str, count: int, reason: str, retention: timedelta, use_tz: bool
+) -> tuple[str, list[object]] | None:
+    """The cancel statement of ``count`` tags, compiled with stand-ins for the time and the
+    tags, and its parameters as slots: NOW, a tag's position, or a Constant. None if a
+    stand-in does not come back as itself (the ORM converted it), to compile every time."""
+    now = datetime.now(dt_timezone.utc) if use_tz else datetime.now()
+    tags = [f"stand-in {position}" for position in range(count)]  # told apart by identity
+    scheduled = WorkerJob.objects.using(alias).filter(tag__in=tags)
+    sql, params = scheduled.cancel_statement(reason, now)
+    positions = {id(tag): position for position, tag in enumerate(tags)}
+    slots: list[object] = [
+        NOW if param is now else positions.get(id(param), Constant(param)) for param in params
+    ]
+    if NOW not in slots or sorted(s for s in slots if type(s) is int) != list(range(count)):
+        return None
+    return sql, slots
+
+
+def _filled(slot: object, now: datetime, tags: Sequence[str]) -> object:
+    if slot is NOW:
+        return now
+    if isinstance(slot, Constant):
+        return slot.value
+    return tags[cast(int, slot)]
 
 
 @functools.cache
