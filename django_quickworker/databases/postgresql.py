@@ -135,8 +135,8 @@ class PostgreSQL(ReturningClaim):
         before: list[tuple[str, Sequence[object]]] = []
         if replacing:
             before = [self.lock_tags_statement(replacing), self.cancel_statement(replacing, reason)]
-        # Built after the cancel, so that the new rows' created_at is never before the
-        # finished of the jobs they replace (WorkerJob.replacement() reads them so).
+        # The INSERTs are built after the cancel (in write()), so that the new rows' created_at
+        # is never before the finished of the jobs they replace (as replacement() reads them).
         own = bool(replacing) and self.binds_on_server() and self.connection.get_autocommit()
         with self.connection.cursor() as cursor:
             if not own:
