@@ -267,12 +267,18 @@ def test_concurrent_claimers_claim_every_job_exactly_once() -> None:
 
 @pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("server_side_binding", [False, True])
+@pytest.mark.parametrize(
+    ("server_side_binding", "pipeline"), [(False, True), (True, True), (True, False)]
+)
 def test_claims_are_planned_without_sorting_and_the_setting_ends_with_them(
-    server_side_binding: bool,
+    server_side_binding: bool, pipeline: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Sorting is off for the claim's statement only: with stale statistics the planner
-    would sort the whole backlog for every claim (databases/postgresql.py, SORTLESS_PLAN)."""
+    would sort the whole backlog for every claim (databases/postgresql.py, SORTLESS_PLAN).
+    Parameters bound on the server: pipelined, or one statement a call where libpq is
+    older than 14 and has no pipeline mode (as psycopg says)."""
+    if not pipeline:
+        monkeypatch.setattr(psycopg.Pipeline, "is_supported", classmethod(lambda cls: False))
     make_job("low", priority=0)
     high = make_job("high", priority=5)
     options = connection.settings_dict["OPTIONS"]

@@ -89,13 +89,24 @@ class PostgreSQL(ReturningClaim):
         if not connection.get_autocommit():
             # In the caller's transaction the setting would outlive the claim: no setting.
             return self.fetch_one(sql, params)
-        if self.binds_on_server():
+        if self.binds_on_server() and psycopg.Pipeline.is_supported():
             return self.fetch_claimed_pipelined(sql, params)
+        statements: list[tuple[str, Sequence[object]]] = [(SORTLESS_PLAN, []), (sql, params)]
+        own = self.binds_on_server()  # one statement per call (libpq < 14 has no pipeline)
+        if own:
+            statements = [("BEGIN", []), *statements, ("COMMIT", [])]
+        row = None
         with connection.cursor() as cursor:
-            cursor.execute(f"{SORTLESS_PLAN}; {sql}", params)
-            cursor.nextset()
-            row: tuple[Any, ...] | None = cursor.fetchone()
-            return row
+            try:
+                for position in self.execute_together(cursor, statements):
+                    if statements[position][0] is sql:
+                        row = cursor.fetchone()
+            except BaseException:
+                if own:
+                    with contextlib.suppress(DatabaseError):  # a lost connection ends it anyway
+                        cursor.execute("ROLLBACK")
+                raise
+        return row
 
     def fetch_claimed_pipelined(self, sql: str, params: Sequence[object]) -> tuple[Any, ...] | None:
         """With parameters bound on the server, one statement per query: BEGIN, the setting,
