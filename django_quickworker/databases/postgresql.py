@@ -91,21 +91,13 @@ class PostgreSQL(ReturningClaim):
             return self.fetch_one(sql, params)
         if self.binds_on_server() and psycopg.Pipeline.is_supported():
             return self.fetch_claimed_pipelined(sql, params)
-        statements: list[tuple[str, Sequence[object]]] = [(SORTLESS_PLAN, []), (sql, params)]
-        own = self.binds_on_server()  # one statement per call (libpq < 14 has no pipeline)
-        if own:
-            statements = [("BEGIN", []), *statements, ("COMMIT", [])]
         row = None
-        with connection.cursor() as cursor:
-            try:
-                for position in self.execute_together(cursor, statements):
-                    if statements[position][0] is sql:
-                        row = cursor.fetchone()
-            except BaseException:
-                if own:
-                    with contextlib.suppress(DatabaseError):  # a lost connection ends it anyway
-                        cursor.execute("ROLLBACK")
-                raise
+        with connection.cursor() as cursor, self.own_transaction(cursor, self.binds_on_server()):
+            # Bound on the server without a pipeline (libpq < 14): one call each, in our own
+            # transaction; otherwise one query string, one implicit transaction.
+            for position in self.execute_together(cursor, [(SORTLESS_PLAN, []), (sql, params)]):
+                if position == 1:
+                    row = cursor.fetchone()
         return row
 
     def fetch_claimed_pipelined(self, sql: str, params: Sequence[object]) -> tuple[Any, ...] | None:
@@ -148,22 +140,28 @@ class PostgreSQL(ReturningClaim):
             before = [self.lock_tags_statement(replacing), self.cancel_statement(replacing, reason)]
         # The INSERTs are built after the cancel (in write()), so that the new rows' created_at
         # is never before the finished of the jobs they replace (as replacement() reads them).
+        # Bound on the server, one call each: in our transaction, so that the tag lock lasts
+        # until the jobs are written.
         own = bool(replacing) and self.binds_on_server() and self.connection.get_autocommit()
-        with self.connection.cursor() as cursor:
-            if not own:
-                ids = self.write(cursor, before, jobs, queues)
-            else:
-                # One statement per call: a transaction of our own, so that the tag lock
-                # lasts until the jobs are written.
-                try:
-                    ids = self.write(
-                        cursor, [("BEGIN", []), *before], jobs, queues, [("COMMIT", [])]
-                    )
-                except BaseException:
-                    with contextlib.suppress(DatabaseError):  # a lost connection ends it anyway
-                        cursor.execute("ROLLBACK")
-                    raise
+        with self.connection.cursor() as cursor, self.own_transaction(cursor, own):
+            ids = self.write(cursor, before, jobs, queues)
         self.saved(jobs, ids)
+
+    @contextlib.contextmanager
+    def own_transaction(self, cursor: Any, own: bool) -> Iterator[None]:
+        """If ``own``, run the block in a transaction begun here: committed at its end, rolled
+        back if it fails. For statements sent one call each (bound on the server)."""
+        if not own:
+            yield
+            return
+        cursor.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(DatabaseError):  # a lost connection ends it anyway
+                cursor.execute("ROLLBACK")
+            raise
+        cursor.execute("COMMIT")
 
     def cancel_statement(self, tags: Sequence[str], reason: str) -> tuple[str, list[object]]:
         """``WorkerJobQuerySet.cancel_statement`` for the scheduled jobs with ``tags``, now.
@@ -187,12 +185,11 @@ class PostgreSQL(ReturningClaim):
         before: list[tuple[str, Sequence[object]]],
         jobs: list[WorkerJob],
         queues: set[str],
-        after: Sequence[tuple[str, Sequence[object]]] = (),
     ) -> list[Any]:
-        """Run ``before``, the INSERTs of ``jobs``, the NOTIFY of ``queues`` and ``after`` in
-        one round trip; return the new ids in the order of ``jobs``."""
+        """Run ``before``, the INSERTs of ``jobs`` and the NOTIFY of ``queues`` in one round
+        trip; return the new ids in the order of ``jobs``."""
         inserts = self.insert_statements(jobs)
-        statements = [*before, *inserts, self.wake_statement(queues), *after]
+        statements = [*before, *inserts, self.wake_statement(queues)]
         inserting = range(len(before), len(before) + len(inserts))
         ids: list[Any] = []
         for position in self.execute_together(cursor, statements):
