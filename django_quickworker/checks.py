@@ -26,6 +26,7 @@ SETTING_READINGS: list[Callable[[], object]] = [
     lambda: conf.cron_time_zone,
     lambda: conf.group_prefix,
     lambda: conf.max_message_bytes,
+    lambda: conf.prepared_statements,
 ]
 
 

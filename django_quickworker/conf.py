@@ -31,6 +31,9 @@ DEFAULTS: dict[str, Any] = {
     "CRON_TIME_ZONE": None,  # time zone name for cron schedules; None means TIME_ZONE
     "GROUP_PREFIX": "quickworker",  # prefix of the Channels group names
     "MAX_MESSAGE_BYTES": 256 * 1024,  # largest live message, JSON-encoded
+    # PostgreSQL: prepare the queue's own statements (submit, claim, finish). Off behind a
+    # pooler that cannot keep them, such as PgBouncer in transaction mode before 1.21.
+    "PREPARED_STATEMENTS": True,
 }
 
 #: Environment variables and their defaults.
@@ -118,6 +121,15 @@ class Conf:
     @property
     def max_message_bytes(self) -> int:
         return self._positive_int("MAX_MESSAGE_BYTES")
+
+    @property
+    def prepared_statements(self) -> bool:
+        value = self._get("PREPARED_STATEMENTS")
+        if not isinstance(value, bool):
+            raise ImproperlyConfigured(
+                f"QUICKWORKER['PREPARED_STATEMENTS']={value!r} is invalid; use True or False."
+            )
+        return value
 
     def user_settings(self) -> dict[str, Any]:
         """Return the ``QUICKWORKER`` dict, refusing a non-dict.

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -156,6 +157,25 @@ def run_together(calls: list[Callable[[], object]]) -> None:
         thread.join(timeout=60)
     assert not any(thread.is_alive() for thread in threads)
     assert errors == []
+
+
+@contextlib.contextmanager
+def round_trips() -> Iterator[list[int]]:
+    """How many times the client waits for PostgreSQL in the block, appended to the list
+    yielded when the block ends: the Query and Sync messages it sends, in libpq's trace."""
+    connection.ensure_connection()
+    pgconn = connection.connection.pgconn
+    counted: list[int] = []
+    with tempfile.TemporaryFile() as trace:
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            yield counted
+        finally:
+            pgconn.untrace()
+        trace.seek(0)
+        messages = [line.split("\t") for line in trace.read().decode().splitlines()]
+        counted.append(sum(1 for m in messages if m[0] == "F" and m[2] in ("Query", "Sync")))
 
 
 def wait_until(condition: Callable[[], T], timeout: float = 30.0, what: str = "") -> T:

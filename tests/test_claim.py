@@ -10,6 +10,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 from pytest_django import DjangoAssertNumQueries
+from pytest_django.fixtures import Settings
 
 from django_quickworker import submit_job, submit_jobs
 from django_quickworker.claim import claim_next, next_due
@@ -268,15 +269,22 @@ def test_concurrent_claimers_claim_every_job_exactly_once() -> None:
 @pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
-    ("server_side_binding", "pipeline"), [(False, True), (True, True), (True, False)]
+    ("prepared", "server_side_binding", "pipeline"),
+    [(True, False, True), (False, False, True), (True, True, True), (True, True, False)],
 )
 def test_claims_are_planned_without_sorting_and_the_setting_ends_with_them(
-    server_side_binding: bool, pipeline: bool, monkeypatch: pytest.MonkeyPatch
+    prepared: bool,
+    server_side_binding: bool,
+    pipeline: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Settings,
 ) -> None:
     """Sorting is off for the claim's statement only: with stale statistics the planner
     would sort the whole backlog for every claim (databases/postgresql.py, SORTLESS_PLAN).
-    Parameters bound on the server: pipelined, or one statement a call where libpq is
-    older than 14 and has no pipeline mode (as psycopg says)."""
+    Prepared: pipelined. Unprepared and bound on the client: one query string. Bound on the
+    server: pipelined, or one statement a call where libpq is older than 14 and has no
+    pipeline mode (as psycopg says)."""
+    settings.QUICKWORKER = {"PREPARED_STATEMENTS": prepared}
     if not pipeline:
         monkeypatch.setattr(psycopg.Pipeline, "is_supported", classmethod(lambda cls: False))
     make_job("low", priority=0)

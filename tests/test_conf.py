@@ -124,6 +124,8 @@ def test_durations_accept_timedelta_or_seconds(
         ("RETAIN_FAILED", timedelta.max, lambda: conf.retain_failed),
         ("MAX_ATTEMPTS", 2**31, lambda: conf.max_attempts),
         ("CLEANUP_BATCH_SIZE", 2**64, lambda: conf.cleanup_batch_size),
+        ("PREPARED_STATEMENTS", "no", lambda: conf.prepared_statements),
+        ("PREPARED_STATEMENTS", 0, lambda: conf.prepared_statements),
     ],
 )
 def test_bad_settings_are_refused_naming_the_value(

@@ -563,6 +563,7 @@ TYPE_PROBES: dict[str, tuple[list[Any], list[Any]]] = {
     "positive integer": ([1, 3], [0, 2.5, True, "3"]),
     "time zone name or None": (["Europe/Paris", None], ["Mars/Olympus_Mons", 5]),
     "group name prefix": (["myproject", "my-site.v2"], ["has space", "", "x" * 51]),
+    "boolean": ([True, False], [1, 0, "yes", None]),
 }
 
 

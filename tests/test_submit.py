@@ -1,5 +1,6 @@
 """submit_job / submit_jobs: validation, stored options, duplicate tags, transactions, bulk."""
 
+import contextlib
 import functools
 import itertools
 from datetime import datetime, timedelta
@@ -34,7 +35,7 @@ from django_quickworker.exceptions import (
 from django_quickworker.models import Status, WorkerJob
 from django_quickworker.registry import JobRegistry, job
 from django_quickworker.submit import CANCELLED_BY_NEW_JOB, OnDuplicateTag
-from tests.conftest import run_together
+from tests.conftest import round_trips, run_together
 
 pytestmark = pytest.mark.django_db
 
@@ -606,9 +607,9 @@ def test_a_bulk_submission_wakes_each_queue_once(listener: psycopg.Connection[An
 
 # Queries of a bulk "replace": the user check, then the tag lock (PostgreSQL), the look for
 # duplicates (not on PostgreSQL), the UPDATE that cancels them, the INSERT and the wake-up
-# NOTIFY (PostgreSQL), which PostgreSQL sends as one query. MySQL: the lock rows of these
-# new tags are inserted too (their own INSERT).
-BULK_QUERIES = {"postgresql": 2, "sqlite": 4, "mysql": 6}
+# NOTIFY (PostgreSQL), which PostgreSQL sends as one statement after the lock, in the same
+# round trip. MySQL: the lock rows of these new tags are inserted too (their own INSERT).
+BULK_QUERIES = {"postgresql": 3, "sqlite": 4, "mysql": 6}
 
 
 def test_submit_jobs_writes_many_jobs_with_one_insert(user: AbstractBaseUser) -> None:
@@ -718,17 +719,27 @@ def test_a_tag_repeated_in_one_bulk_is_kept_twice_with_allow(existing: WorkerJob
 
 
 @pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("prepared", [True, False])
+@pytest.mark.parametrize("in_transaction", [True, False])
 @pytest.mark.parametrize("mode", ["replace", "allow"])
 def test_a_submission_is_one_round_trip_on_postgresql_replacing_or_not(
-    mode: OnDuplicateTag,
+    mode: OnDuplicateTag, in_transaction: bool, prepared: bool
 ) -> None:
-    old = submit_job(tag="t", type="demo.add")
-    with CaptureQueriesContext(connection) as queries:
-        new = submit_job(tag="t", type="demo.add", on_duplicate_tag=mode)
-    assert len(queries) == 1
+    """One round trip, prepared or not, in the caller's transaction or in autocommit mode
+    (after the first of its kind, which prepares its statements)."""
+    with override_settings(QUICKWORKER={"PREPARED_STATEMENTS": prepared}):
+        submit_job(tag="first", type="demo.add", on_duplicate_tag=mode)
+        atomic = transaction.atomic() if in_transaction else contextlib.nullcontext()
+        with atomic:
+            old = submit_job(tag="t", type="demo.add")  # and the transaction's BEGIN
+            with round_trips() as counted:
+                new = submit_job(tag="t", type="demo.add", on_duplicate_tag=mode)
+    assert counted == [1]
     expected = Status.CANCELLED if mode == "replace" else Status.SCHEDULED
     assert WorkerJob.objects.get(pk=old.pk).status == expected
     assert WorkerJob.objects.get(pk=new.pk).status == Status.SCHEDULED
+    assert connection.connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
 @pytest.mark.django_db(transaction=True)
@@ -771,18 +782,35 @@ def test_a_failed_replace_in_autocommit_rolls_back_what_it_began(
 
 @pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
-def test_replace_with_parameters_bound_on_the_server_sends_one_statement_a_call() -> None:
+@pytest.mark.parametrize(("prepared", "pipeline"), [(True, True), (False, True), (True, False)])
+def test_replace_with_parameters_bound_on_the_server(
+    prepared: bool, pipeline: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bound on the server (one statement a call): the lock and the statement that cancels
+    and inserts, pipelined, or one call each where libpq is older than 14 (no pipeline)."""
+    if not pipeline:
+        monkeypatch.setattr(psycopg.Pipeline, "is_supported", classmethod(lambda cls: False))
     old = submit_job(tag="t", type="demo.add")
     options = connection.settings_dict["OPTIONS"]
     connection.close()
     options["server_side_binding"] = True  # read when the connection opens
     try:
-        with CaptureQueriesContext(connection) as queries:
-            jobs = submit_jobs([{"tag": "t", "type": "demo.add"}, {"tag": "u", "type": "demo.add"}])
-        assert [_statements(queries).count(kind) for kind in ("INSERT", "UPDATE")] == [1, 1]
+        submissions = [{"tag": "t", "type": "demo.add"}, {"tag": "u", "type": "demo.add"}]
+        with (
+            override_settings(QUICKWORKER={"PREPARED_STATEMENTS": prepared}),
+            CaptureQueriesContext(connection) as queries,
+            round_trips() as counted,
+        ):
+            jobs = submit_jobs(submissions)
+        assert _statements(queries) == ["SELECT", "WITH"]  # the tag lock; cancel and insert
+        # Pipelined: one round trip, its statements prepared in it. One call each: BEGIN,
+        # each statement (and its preparation, the first time) and COMMIT.
+        assert counted == [1 if pipeline else 4 + 2 * prepared]
+        status = connection.connection.info.transaction_status
     finally:
         connection.close()
         del options["server_side_binding"]
+    assert status == psycopg.pq.TransactionStatus.IDLE
     assert WorkerJob.objects.get(pk=old.pk).status == Status.CANCELLED
     stored = dict(WorkerJob.objects.scheduled().values_list("pk", "tag"))
     assert stored == {jobs[0].pk: "t", jobs[1].pk: "u"}

@@ -14,9 +14,14 @@ from typing import Any, cast
 import psycopg
 from django.conf import settings
 from django.db import DatabaseError, connections
+from django.db.backends.postgresql.psycopg_any import register_tzloader
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import QuerySet
 from django.utils import timezone
+from psycopg import Pipeline
+from psycopg.pq import Format
 
+from django_quickworker.conf import conf
 from django_quickworker.databases.base import Claim, InDb, ReturningClaim, Wake
 from django_quickworker.databases.rows import inserted_columns, inserted_fields, is_null
 from django_quickworker.models import Status, WorkerJob
@@ -35,6 +40,29 @@ NON_LIBPQ_PARAMS = {"cursor_factory", "context", "prepare_threshold", "server_si
 # rather read every scheduled row through another index and sort them, on every claim: a
 # claim's cost grew with the backlog (3.3 ms, not 0.3, at 5,000 jobs), until the next ANALYZE.
 SORTLESS_PLAN = "SET LOCAL enable_sort = off"
+
+
+TIMESTAMPTZ_OID = psycopg.adapters.types["timestamptz"].oid
+# The prepare_threshold that prepares only the statements executed with prepare=True.
+ONLY_WHEN_ASKED = 2**31 - 1
+
+
+class PreparedCursor(psycopg.Cursor[Any]):
+    """A cursor binding on the server whose statements are prepared: the queue's own, each
+    run over and over with other values."""
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> "PreparedCursor":
+        return super().execute(query, params, prepare=True, **kwargs)
+
+
+class StatementLogging(CursorDebugWrapper):
+    """Django's wrapper for logged queries (DEBUG, or captured in a test), logging each
+    statement with its values in: a prepared statement leaves psycopg no text of its own,
+    where Django would look for it."""
+
+    def execute(self, sql: Any, params: Any = None) -> Any:
+        with self.debug_sql(self.db.ops.compose_sql(sql, params)):
+            return CursorWrapper.execute(self, sql, params)
 
 
 class PostgreSQL(ReturningClaim):
@@ -83,85 +111,48 @@ class PostgreSQL(ReturningClaim):
         return finished, self.row_to_job(claimed) if claimed[0] is not None else None
 
     def fetch_claimed(self, sql: str, params: Sequence[object]) -> tuple[Any, ...] | None:
-        """``sql`` planned without sorting, in the same round trip as the setting: statements
-        sent as one query string run in one transaction, which a ``SET LOCAL`` lasts for."""
-        connection = self.connection
-        if not connection.get_autocommit():
-            # In the caller's transaction the setting would outlive the claim: no setting.
-            return self.fetch_one(sql, params)
-        if self.binds_on_server() and psycopg.Pipeline.is_supported():
-            return self.fetch_claimed_pipelined(sql, params)
-        row = None
-        with connection.cursor() as cursor, self.own_transaction(cursor, self.binds_on_server()):
-            # Bound on the server without a pipeline (libpq < 14): one call each, in our own
-            # transaction; otherwise one query string, one implicit transaction.
-            for position in self.execute_together(cursor, [(SORTLESS_PLAN, []), (sql, params)]):
-                if position == 1:
-                    row = cursor.fetchone()
-        return row
-
-    def fetch_claimed_pipelined(self, sql: str, params: Sequence[object]) -> tuple[Any, ...] | None:
-        """With parameters bound on the server, one statement per query: BEGIN, the setting,
-        ``sql`` and COMMIT are pipelined instead (one round trip still). Prepared, if
-        Django's ``prepare_threshold`` option says so, as a worker repeats its statements."""
-        connection = self.connection
-        connection.ensure_connection()
-        raw = connection.connection
-        with connection.wrap_database_errors:
-            try:
-                with raw.pipeline():
-                    raw.execute("BEGIN")
-                    raw.execute(SORTLESS_PLAN)
-                    cursor = raw.cursor().execute(sql, params)
-                    raw.execute("COMMIT")
-                row: tuple[Any, ...] | None = cursor.fetchone()
-                return row
-            except BaseException:
-                if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                    with contextlib.suppress(psycopg.Error):  # a lost connection ends it anyway
-                        raw.execute("ROLLBACK")
-                raise
+        """``sql`` planned without sorting: after the setting, in one transaction of their
+        own, which a ``SET LOCAL`` lasts for. In the caller's transaction the setting would
+        outlive the claim: there, no setting."""
+        if self.connection.get_autocommit():
+            rows = self.run_together([(SORTLESS_PLAN, []), (sql, params)], block=True)
+        else:
+            rows = self.run_together([(sql, params)])
+        return rows[0] if rows else None
 
     def insert_jobs(
         self, jobs: list[WorkerJob], replacing: Sequence[str] = (), reason: str = ""
     ) -> None:
-        """Insert the jobs and notify the workers in one round trip; with ``replacing``,
-        lock the tags and cancel their scheduled jobs first, in the same round trip.
+        """Insert the jobs and notify the workers in one statement; with ``replacing``,
+        lock the tags first and cancel their scheduled jobs in that statement, all in one
+        round trip and one transaction (the caller's, or theirs).
 
-        Statements sent as one query string run in one transaction (the caller's, or an
-        implicit one) and each takes its snapshot when it starts: the cancel sees every job
-        committed by a competing submission before it released the tag lock we now hold.
+        The statement takes its snapshot after the lock: the cancel sees every job that a
+        competing submission committed before it released the tag lock we now hold.
         """
         if not jobs:
             return
-        queues = {job.queue for job in jobs}
-        before: list[tuple[str, Sequence[object]]] = []
-        if replacing:
-            before = [self.lock_tags_statement(replacing), self.cancel_statement(replacing, reason)]
-        # The INSERTs are built after the cancel (in write()), so that the new rows' created_at
-        # is never before the finished of the jobs they replace (as replacement() reads them).
-        # Bound on the server, one call each: in our transaction, so that the tag lock lasts
-        # until the jobs are written.
-        own = bool(replacing) and self.binds_on_server() and self.connection.get_autocommit()
-        with self.connection.cursor() as cursor, self.own_transaction(cursor, own):
-            ids = self.write(cursor, before, jobs, queues)
-        self.saved(jobs, ids)
+        lock = [self.lock_tags_statement(replacing)] if replacing else []
+        cancel = [self.cancel_statement(replacing, reason)] if replacing else []
+        rows = self.run_together([*lock, self.submission_statement(cancel, jobs)])
+        self.saved(jobs, [pk for (pk,) in rows])
 
-    @contextlib.contextmanager
-    def own_transaction(self, cursor: Any, own: bool) -> Iterator[None]:
-        """If ``own``, run the block in a transaction begun here: committed at its end, rolled
-        back if it fails. For statements sent one call each (bound on the server)."""
-        if not own:
-            yield
-            return
-        cursor.execute("BEGIN")
-        try:
-            yield
-        except BaseException:
-            with contextlib.suppress(DatabaseError):  # a lost connection ends it anyway
-                cursor.execute("ROLLBACK")
-            raise
-        cursor.execute("COMMIT")
+    def submission_statement(
+        self, cancel: Sequence[tuple[str, Sequence[object]]], jobs: list[WorkerJob]
+    ) -> tuple[str, list[object]]:
+        """One statement that runs ``cancel`` (none or one), inserts ``jobs`` and notifies
+        their queues; its rows are the new ids, in the order of ``jobs``.
+
+        The INSERT is built after the cancel, so that the new rows' created_at is never
+        before the finished of the jobs they replace (as replacement() reads them).
+        """
+        parts = [("cancelled", statement) for statement in cancel]
+        (insert,) = self.insert_statements(jobs)
+        parts += [("new", insert), ("woken", self.wake_statement({job.queue for job in jobs}))]
+        ctes = ", ".join(f"{name} AS ({sql})" for name, (sql, _) in parts)
+        # woken is one row, and a query that has no join condition keeps new's order.
+        sql = f"WITH {ctes} SELECT new.id FROM new, woken"
+        return sql, [param for _, (_, params) in parts for param in params]
 
     def cancel_statement(self, tags: Sequence[str], reason: str) -> tuple[str, list[object]]:
         """``WorkerJobQuerySet.cancel_statement`` for the scheduled jobs with ``tags``, now.
@@ -179,28 +170,10 @@ class PostgreSQL(ReturningClaim):
         sql, slots = template
         return sql, [_filled(slot, now, tags) for slot in slots]
 
-    def write(
-        self,
-        cursor: Any,
-        before: list[tuple[str, Sequence[object]]],
-        jobs: list[WorkerJob],
-        queues: set[str],
-    ) -> list[Any]:
-        """Run ``before``, the INSERTs of ``jobs`` and the NOTIFY of ``queues`` in one round
-        trip; return the new ids in the order of ``jobs``."""
-        inserts = self.insert_statements(jobs)
-        statements = [*before, *inserts, self.wake_statement(queues)]
-        inserting = range(len(before), len(before) + len(inserts))
-        ids: list[Any] = []
-        for position in self.execute_together(cursor, statements):
-            if position in inserting:
-                ids += [pk for (pk,) in cursor.fetchall()]
-        return ids
-
     def insert_statements(self, jobs: list[WorkerJob]) -> list[tuple[str, list[object]]]:
         """One INSERT of any number of rows: one array parameter for each column whose value
         differs between rows, and the others' value once. A statement that the server parses
-        quickly, with as many parameters for 20,000 rows as for one."""
+        quickly, with as many parameters for 20,000 rows as for two."""
         columns = self.prepared_columns(jobs)
         # A value prepared once is the same object in every row that holds it.
         varying = [
@@ -208,7 +181,7 @@ class PostgreSQL(ReturningClaim):
             for position, values in enumerate(columns)
             if len(values) > 1 and any(value is not values[0] for value in values)
         ]
-        if not varying:  # one row (or rows alike): VALUES, which the server runs quicker
+        if len(jobs) == 1:  # VALUES, which the server runs quicker
             return self.values_statements(columns)
         names, types = _insert_columns(self.alias)
         # NULL written into the SQL: half the columns of a typical job, parameters not sent.
@@ -218,34 +191,125 @@ class PostgreSQL(ReturningClaim):
             for n in range(len(types))
         ]
         constants = [v[0] for n, v in enumerate(columns) if n not in varying and n not in null]
-        arrays = ", ".join(f"%s::{types[n]}[]" for n in varying)
-        aliases = ", ".join(f"c{n}" for n in varying)
+        if varying:
+            arrays = ", ".join(f"%s::{types[n]}[]" for n in varying)
+            aliases = ", ".join(f"c{n}" for n in varying)
+            rows = f"unnest({arrays}) WITH ORDINALITY AS rows ({aliases}, position)"
+            row_params: list[object] = [columns[n] for n in varying]
+        else:  # rows alike
+            rows, row_params = "generate_series(1, %s) AS rows (position)", [len(jobs)]
         # Ordered, so that the ids (and RETURNING) follow the order of the jobs.
         sql = (
             f"INSERT INTO {self.table} ({names}) SELECT {', '.join(selected)} "
-            f"FROM unnest({arrays}) WITH ORDINALITY AS rows ({aliases}, position) "
-            "ORDER BY position RETURNING id"
+            f"FROM {rows} ORDER BY position RETURNING id"
         )
-        return [(sql, [*constants, *(columns[n] for n in varying)])]
+        return [(sql, [*constants, *row_params])]
 
-    def execute_together(
-        self, cursor: Any, statements: Sequence[tuple[str, Sequence[object]]]
-    ) -> Iterator[int]:
-        """Run ``statements`` in one round trip; yield the position of each as its result is
-        current. Parameters bound on the server (``server_side_binding``) allow one
-        statement per call, so then one call each."""
-        if self.binds_on_server():
-            for position, (sql, params) in enumerate(statements):
+    def run_together(
+        self, statements: Sequence[tuple[str, Sequence[object]]], block: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """Run ``statements`` in one round trip and one transaction: the caller's, or in
+        autocommit mode an implicit one, or with ``block`` a transaction block (what a
+        ``SET LOCAL`` needs); return the last one's rows.
+
+        Prepared (PREPARED_STATEMENTS), so that the server neither parses nor plans them
+        again, about a third of what it spends on a submission or a claim: several are
+        pipelined then, where libpq can (14 and later). Unprepared, they are sent as one
+        query string, or, bound on the server (one statement a call), as a pipeline too.
+        """
+        if not (conf.prepared_statements or self.binds_on_server()):
+            with self.connection.cursor() as cursor:
+                cursor.execute(
+                    "; ".join(sql for sql, _ in statements),
+                    [param for _, params in statements for param in params],
+                )
+                for _ in statements[1:]:
+                    cursor.nextset()
+                return cursor.fetchall()
+        block = block and self.connection.get_autocommit()
+        if len(statements) == 1 and not block:
+            with self.server_cursor() as cursor:
+                cursor.execute(*statements[0])
+                return cursor.fetchall()
+        if not Pipeline.is_supported():
+            return self.one_call_each(statements)
+        return self.pipelined(statements, block)
+
+    def pipelined(
+        self, statements: Sequence[tuple[str, Sequence[object]]], block: bool
+    ) -> list[tuple[Any, ...]]:
+        """``run_together`` in libpq's pipeline mode: the statements between its two syncs
+        run in one implicit transaction, or with ``block`` between BEGIN and COMMIT."""
+        connection = self.connection
+        with connection.wrap_database_errors, self.server_cursor() as cursor:
+            raw = connection.connection
+            try:
+                with raw.pipeline():
+                    if block:
+                        raw.execute("BEGIN")
+                    for sql, params in statements:
+                        cursor.execute(sql, params)
+                    if block:
+                        raw.execute("COMMIT")
+            except BaseException:
+                if block and raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    with contextlib.suppress(psycopg.Error):  # a lost connection ends it anyway
+                        raw.execute("ROLLBACK")
+                raise
+            return cursor.fetchall()  # in a pipeline, a cursor holds its last result
+
+    def one_call_each(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[Any]:
+        """``run_together`` with libpq older than 14: one round trip per statement, in a
+        transaction of their own in autocommit mode."""
+        with self.server_cursor() as cursor, self.own_transaction():
+            for sql, params in statements:
                 cursor.execute(sql, params)
-                yield position
+            return cursor.fetchall()
+
+    @contextlib.contextmanager
+    def server_cursor(self) -> Iterator[Any]:
+        """A cursor that binds parameters on the server, prepared ones (PREPARED_STATEMENTS)
+        or as the connection prepares, in the wrapper Django gives its own cursors (so that
+        query logging, ``execute_wrapper`` and the SDKs that instrument Django see it)."""
+        connection = self.connection
+        connection.ensure_connection()
+        raw = connection.connection
+        if not conf.prepared_statements:
+            cursor = psycopg.Cursor(raw)
+        else:
+            cursor = PreparedCursor(raw)
+            if raw.prepare_threshold is None:  # Django's default, which refuses prepare=True
+                raw.prepare_threshold = ONLY_WHEN_ASKED
+        # As Django sets up its own cursors: datetimes read in its time zone (naive if
+        # USE_TZ is off).
+        if connection.timezone != raw.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT).timezone:
+            register_tzloader(connection.timezone, cursor)
+        with self.wrapped(cursor) as wrapper:
+            yield wrapper
+
+    def wrapped(self, cursor: "psycopg.Cursor[Any]") -> CursorWrapper:
+        """``cursor`` in the wrapper Django gives its own cursors."""
+        connection = self.connection
+        if connection.queries_logged:
+            return StatementLogging(cursor, connection)
+        return CursorWrapper(cursor, connection)
+
+    @contextlib.contextmanager
+    def own_transaction(self) -> Iterator[None]:
+        """In autocommit mode, run the block in a transaction begun here: committed at its
+        end, rolled back if it fails. For statements sent one call each."""
+        if not self.connection.get_autocommit():
+            yield
             return
-        cursor.execute(
-            "; ".join(sql for sql, _ in statements), [p for _, params in statements for p in params]
-        )
-        yield 0
-        for position in range(1, len(statements)):
-            cursor.nextset()
-            yield position
+        raw = self.connection.connection
+        raw.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):  # a lost connection ends it anyway
+                raw.execute("ROLLBACK")
+            raise
+        raw.execute("COMMIT")
 
     def binds_on_server(self) -> bool:
         """Whether the connection binds parameters on the server (``server_side_binding``)."""
@@ -271,11 +335,12 @@ class PostgreSQL(ReturningClaim):
             cursor.execute(*self.wake_statement(queues))
 
     def wake_statement(self, queues: set[str]) -> tuple[str, list[object]]:
-        """The NOTIFY of each of ``queues``, delivered when the transaction commits."""
+        """The NOTIFY of each of ``queues``, delivered when the transaction commits: a
+        SELECT of one row."""
         if len(queues) == 1:  # the usual case, which the server runs quicker without unnest
             return "SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, *queues]
         return (
-            "SELECT pg_notify(%s, queue) FROM unnest(%s::text[]) AS queue",
+            "SELECT count(pg_notify(%s, queue)) FROM unnest(%s::text[]) AS queue",
             [NOTIFY_CHANNEL, sorted(queues)],
         )
 

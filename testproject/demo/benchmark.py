@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from django.conf import settings
 from django.db import connection, models
 from django.db.models import Max, Min
+from django.test.utils import override_settings
 from django.utils import timezone
 
 from demo import ceiling_worker
@@ -229,9 +231,15 @@ def latency(jobs: int, interval: float, workers: int) -> dict[str, float]:
 def enqueue_single(count: int, chunk: int = 100) -> dict[str, float]:
     """Jobs/s of one-row submissions, each its own transaction (autocommit), with unique
     tags: plain SQL INSERT + COMMIT (the floor), ``submit_job`` with ``allow`` and with the
-    default ``replace``, alternating in chunks so that all three see the same load."""
+    default ``replace``, and on PostgreSQL ``replace`` with PREPARED_STATEMENTS off,
+    alternating in chunks so that all see the same load."""
     raw = ceiling_worker.Inserter(connection.vendor, dict(connection.settings_dict))
-    modes: tuple[OnDuplicateTag, ...] = ("allow", "replace")
+    modes: dict[str, tuple[OnDuplicateTag, bool]] = {
+        "allow": ("allow", True),
+        "replace": ("replace", True),
+    }
+    if connection.vendor == "postgresql":
+        modes["unprepared"] = ("replace", False)
     spent = dict.fromkeys(["floor", *modes], 0.0)
     try:
         for start in range(0, count, chunk):
@@ -239,13 +247,15 @@ def enqueue_single(count: int, chunk: int = 100) -> dict[str, float]:
             started = time.perf_counter()
             raw.one_by_one([f"{TAG}raw-insert:{i}" for i in batch])
             spent["floor"] += time.perf_counter() - started
-            for mode in modes:
+            for name, (mode, prepared) in modes.items():
                 started = time.perf_counter()
-                for i in batch:
-                    submit_job(
-                        tag=f"{TAG}single-{mode}:{i}", type="demo.noop", on_duplicate_tag=mode
-                    )
-                spent[mode] += time.perf_counter() - started
+                quickworker = {**settings.QUICKWORKER, "PREPARED_STATEMENTS": prepared}
+                with override_settings(QUICKWORKER=quickworker):
+                    for i in batch:
+                        submit_job(
+                            tag=f"{TAG}single-{name}:{i}", type="demo.noop", on_duplicate_tag=mode
+                        )
+                spent[name] += time.perf_counter() - started
     finally:
         raw.close()
     return {name: count / seconds for name, seconds in spent.items()}

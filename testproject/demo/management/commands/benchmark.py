@@ -166,6 +166,11 @@ def report(results: dict[str, Any]) -> str:
             f"  with allow     {rates['allow']:9.0f} jobs/s  {rates['allow'] / floor:.0%} of the "
             "floor (target: at least 65%)",
         ]
+        if "unprepared" in rates:
+            lines.append(
+                f"  unprepared     {rates['unprepared']:9.0f} jobs/s  replace with "
+                f"PREPARED_STATEMENTS off: {rates['unprepared'] / floor:.0%} of the floor"
+            )
     if "bulk_rounds" in results:
         bulk = results["bulk_rounds"]
         middle = sorted(bulk, key=lambda r: r["ratio"])[len(bulk) // 2]
