@@ -175,14 +175,14 @@ class PostgreSQL(ReturningClaim):
         differs between rows, and the others' value once. A statement that the server parses
         quickly, with as many parameters for 20,000 rows as for two."""
         columns = self.prepared_columns(jobs)
+        if len(jobs) == 1:  # VALUES, which the server runs quicker
+            return self.values_statements(columns)
         # A value prepared once is the same object in every row that holds it.
         varying = [
             position
             for position, values in enumerate(columns)
-            if len(values) > 1 and any(value is not values[0] for value in values)
+            if any(value is not values[0] for value in values)
         ]
-        if len(jobs) == 1:  # VALUES, which the server runs quicker
-            return self.values_statements(columns)
         names, types = _insert_columns(self.alias)
         # NULL written into the SQL: half the columns of a typical job, parameters not sent.
         null = {n for n, values in enumerate(columns) if n not in varying and is_null(values)}
