@@ -6,7 +6,8 @@ from typing import cast
 
 from django.conf import settings
 from django.db import models, router, transaction
-from django.db.models import Expression, Q
+from django.db.models import BooleanField, Expression, Q
+from django.db.models.expressions import RawSQL
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -80,7 +81,12 @@ class WorkerJobQuerySet(models.QuerySet["WorkerJob"]):
     def cancel_statement(self, reason: str, now: datetime) -> tuple[str, tuple[object, ...]]:
         """The SQL and parameters of ``cancel`` at ``now``, for a database that sends it
         together with other statements."""
-        query = cast(UpdateQuery, self.scheduled().query.chain(UpdateQuery))
+        # The status written into the SQL, not bound: PostgreSQL plans a statement it has
+        # prepared once for any values (a generic plan), which can use the partial index of
+        # scheduled tags only if the statement names the status itself. With it bound, the
+        # cancel read the status index's every scheduled row, on every replace.
+        scheduled = self.filter(RawSQL(f"status = '{Status.SCHEDULED}'", [], BooleanField()))
+        query = cast(UpdateQuery, scheduled.query.chain(UpdateQuery))
         query.add_update_values(cancelled_before_running(reason, now))
         return query.get_compiler(self.db).as_sql()
 

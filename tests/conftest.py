@@ -11,6 +11,7 @@ short.
 """
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -288,3 +289,15 @@ def listener() -> Iterator[psycopg.Connection[Any]]:
     ) as conn:
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
         yield conn
+
+
+def plan_nodes(plan: Any) -> list[tuple[str, str]]:
+    """Each node of an EXPLAIN (FORMAT JSON) plan as (node type, index name or "")."""
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    nodes, stack = [], [plan[0]["Plan"]]
+    while stack:
+        node = stack.pop()
+        nodes.append((node["Node Type"], node.get("Index Name", "")))
+        stack.extend(node.get("Plans", []))
+    return nodes

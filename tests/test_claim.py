@@ -1,7 +1,6 @@
 """claim_next: which job is claimed, what the claim writes, and exactly-once under concurrency."""
 
 import functools
-import json
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +17,7 @@ from django_quickworker.databases.base import Claim
 from django_quickworker.databases.postgresql import PostgreSQL
 from django_quickworker.finish import Outcome, finish_job
 from django_quickworker.models import CLAIMABLE_INDEX, Status, WorkerJob
-from tests.conftest import StartRunworkers, run_together
+from tests.conftest import StartRunworkers, plan_nodes, run_together
 
 LEASE = timedelta(seconds=60)
 
@@ -310,15 +309,3 @@ def test_claims_are_planned_without_sorting_and_the_setting_ends_with_them(
     assert claimed is not None and claimed.pk == high.pk
     assert WorkerJob.objects.running().get().pk == high.pk
     assert transaction_status == psycopg.pq.TransactionStatus.IDLE
-
-
-def plan_nodes(plan: Any) -> list[tuple[str, str]]:
-    """Each node of an EXPLAIN (FORMAT JSON) plan as (node type, index name or "")."""
-    if isinstance(plan, str):
-        plan = json.loads(plan)
-    nodes, stack = [], [plan[0]["Plan"]]
-    while stack:
-        node = stack.pop()
-        nodes.append((node["Node Type"], node.get("Index Name", "")))
-        stack.extend(node.get("Plans", []))
-    return nodes

@@ -21,7 +21,11 @@ from django.utils import timezone
 from django_quickworker import submit_job, submit_jobs
 from django_quickworker.conf import conf
 from django_quickworker.databases import rows as databases_rows
-from django_quickworker.databases.postgresql import NOTIFY_CHANNEL, TAG_LOCK_NAMESPACE
+from django_quickworker.databases.postgresql import (
+    NOTIFY_CHANNEL,
+    TAG_LOCK_NAMESPACE,
+    PostgreSQL,
+)
 from django_quickworker.exceptions import (
     InvalidCronSchedule,
     InvalidDue,
@@ -35,7 +39,7 @@ from django_quickworker.exceptions import (
 from django_quickworker.models import Status, WorkerJob
 from django_quickworker.registry import JobRegistry, job
 from django_quickworker.submit import CANCELLED_BY_NEW_JOB, OnDuplicateTag
-from tests.conftest import round_trips, run_together
+from tests.conftest import plan_nodes, round_trips, run_together
 
 pytestmark = pytest.mark.django_db
 
@@ -814,6 +818,29 @@ def test_replace_with_parameters_bound_on_the_server(
     assert WorkerJob.objects.get(pk=old.pk).status == Status.CANCELLED
     stored = dict(WorkerJob.objects.scheduled().values_list("pk", "tag"))
     assert stored == {jobs[0].pk: "t", jobs[1].pk: "u"}
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db
+def test_a_replace_cancel_planned_for_any_values_walks_the_index_of_scheduled_tags() -> None:
+    """The cancel of a replace is a prepared statement, which PostgreSQL comes to plan once
+    for any values (a generic plan, forced here). Such a plan can use the partial index of
+    scheduled tags only if the statement names the status itself: with the status bound, a
+    replace read the status index's entry of every scheduled job."""
+    db = PostgreSQL(connection.alias)
+    sql, params = db.cancel_statement(["t"], CANCELLED_BY_NEW_JOB)
+    with db.server_cursor() as cursor:
+        cursor.execute(sql, params)
+    raw = connection.connection
+    newest = "SELECT name FROM pg_prepared_statements ORDER BY prepare_time DESC LIMIT 1"
+    (name,) = raw.execute(newest).fetchone()
+    values = ", ".join(psycopg.ClientCursor(raw).mogrify("%s", [value]) for value in params)
+    raw.execute("SET plan_cache_mode = force_generic_plan")
+    try:
+        (plan,) = raw.execute(f"EXPLAIN (FORMAT JSON) EXECUTE {name}({values})").fetchone()
+    finally:
+        raw.execute("RESET plan_cache_mode")
+    assert ("Index Scan", "quickworker_pending_tag") in plan_nodes(plan)
 
 
 # What the fast insert path writes must be what the ORM's save() would write, column for

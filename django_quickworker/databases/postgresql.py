@@ -39,7 +39,9 @@ NON_LIBPQ_PARAMS = {"cursor_factory", "context", "prepare_threshold", "server_si
 # index hints). With statistics taken while the queue was nearly empty, the planner would
 # rather read every scheduled row through another index and sort them, on every claim: a
 # claim's cost grew with the backlog (3.3 ms, not 0.3, at 5,000 jobs), until the next ANALYZE.
-SORTLESS_PLAN = "SET LOCAL enable_sort = off"
+# For the current transaction only: with the claim, sent together, the implicit one of a
+# query string or a pipeline (which lasts until its sync). Not SET LOCAL, which warns there.
+SORTLESS_PLAN = "SELECT set_config('enable_sort', 'off', true)"
 
 
 TIMESTAMPTZ_OID = psycopg.adapters.types["timestamptz"].oid
@@ -112,10 +114,10 @@ class PostgreSQL(ReturningClaim):
 
     def fetch_claimed(self, sql: str, params: Sequence[object]) -> tuple[Any, ...] | None:
         """``sql`` planned without sorting: after the setting, in one transaction of their
-        own, which a ``SET LOCAL`` lasts for. In the caller's transaction the setting would
+        own, which the setting lasts for. In the caller's transaction the setting would
         outlive the claim: there, no setting."""
         if self.connection.get_autocommit():
-            rows = self.run_together([(SORTLESS_PLAN, []), (sql, params)], block=True)
+            rows = self.run_together([(SORTLESS_PLAN, []), (sql, params)])
         else:
             rows = self.run_together([(sql, params)])
         return rows[0] if rows else None
@@ -206,11 +208,10 @@ class PostgreSQL(ReturningClaim):
         return [(sql, [*constants, *row_params])]
 
     def run_together(
-        self, statements: Sequence[tuple[str, Sequence[object]]], block: bool = False
+        self, statements: Sequence[tuple[str, Sequence[object]]]
     ) -> list[tuple[Any, ...]]:
         """Run ``statements`` in one round trip and one transaction: the caller's, or in
-        autocommit mode an implicit one, or with ``block`` a transaction block (what a
-        ``SET LOCAL`` needs); return the last one's rows.
+        autocommit mode an implicit one; return the last one's rows.
 
         Prepared (PREPARED_STATEMENTS), so that the server neither parses nor plans them
         again, about a third of what it spends on a submission or a claim: several are
@@ -226,36 +227,24 @@ class PostgreSQL(ReturningClaim):
                 for _ in statements[1:]:
                     cursor.nextset()
                 return cursor.fetchall()
-        block = block and self.connection.get_autocommit()
-        if len(statements) == 1 and not block:
+        if len(statements) == 1:
             with self.server_cursor() as cursor:
                 cursor.execute(*statements[0])
                 return cursor.fetchall()
         if not Pipeline.is_supported():
             return self.one_call_each(statements)
-        return self.pipelined(statements, block)
+        return self.pipelined(statements)
 
     def pipelined(
-        self, statements: Sequence[tuple[str, Sequence[object]]], block: bool
+        self, statements: Sequence[tuple[str, Sequence[object]]]
     ) -> list[tuple[Any, ...]]:
-        """``run_together`` in libpq's pipeline mode: the statements between its two syncs
-        run in one implicit transaction, or with ``block`` between BEGIN and COMMIT."""
+        """``run_together`` in libpq's pipeline mode: the statements before its sync run in
+        one implicit transaction, which an error in any of them rolls back."""
         connection = self.connection
         with connection.wrap_database_errors, self.server_cursor() as cursor:
-            raw = connection.connection
-            try:
-                with raw.pipeline():
-                    if block:
-                        raw.execute("BEGIN")
-                    for sql, params in statements:
-                        cursor.execute(sql, params)
-                    if block:
-                        raw.execute("COMMIT")
-            except BaseException:
-                if block and raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                    with contextlib.suppress(psycopg.Error):  # a lost connection ends it anyway
-                        raw.execute("ROLLBACK")
-                raise
+            with connection.connection.pipeline():
+                for sql, params in statements:
+                    cursor.execute(sql, params)
             return cursor.fetchall()  # in a pipeline, a cursor holds its last result
 
     def one_call_each(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[Any]:

@@ -36,7 +36,7 @@ class JobRows:
 
     @property
     def table(self) -> str:
-        return self.connection.ops.quote_name(WorkerJob._meta.db_table)
+        return _table(self.alias)
 
     # Writing: a change (states.py) as SQL
 
@@ -96,17 +96,17 @@ class JobRows:
 
         Their ids come back in the order of the rows, as Django's ``bulk_create`` relies on.
         """
-        null = [is_null(column) for column in columns]
         # NULL written into the SQL: for one row, half the columns, parameters not sent.
-        row = f"({', '.join('NULL' if none else '%s' for none in null)})"
+        null = tuple(is_null(column) for column in columns)
         sent = [n for n, none in enumerate(null) if not none]
         rows = list(zip(*(columns[n] for n in sent), strict=True))
+        if len(rows) == 1:  # every submit_job: no batches to work out
+            return [(_values_sql(self.alias, null, 1), list(rows[0]))]
         fields = [inserted_fields()[n] for n in sent]
         size = max(1, min(ROWS_PER_INSERT, self.connection.ops.bulk_batch_size(fields, rows)))
-        head = _insert_sql(self.alias)
         return [
             (
-                f"{head} {', '.join([row] * len(rows[start : start + size]))} RETURNING id",
+                _values_sql(self.alias, null, len(rows[start : start + size])),
                 [value for values in rows[start : start + size] for value in values],
             )
             for start in range(0, len(rows), size)
@@ -166,12 +166,10 @@ class JobRows:
         """The WorkerJob of a row of ``job_columns``, its values converted as the ORM would
         (without the per-row field lookups the ORM makes: this is the claim's hot path)."""
         connection = self.connection
-        converters = _converters(self.alias, settings.USE_TZ)
-        converted = [
-            _convert(value, *entry, connection)
-            for entry, value in zip(converters.values(), values, strict=True)
-        ]
-        return WorkerJob.from_db(self.alias, list(converters), converted)
+        converted = list(values)
+        for position, field, converters in _converted_columns(self.alias, settings.USE_TZ):
+            converted[position] = _convert(converted[position], field, converters, connection)
+        return WorkerJob.from_db(self.alias, _attnames(), converted)
 
     def convert(self, attname: str, value: Any) -> Any:
         """A column's raw value, as the ORM would give it for the field ``attname``."""
@@ -192,6 +190,19 @@ def _converters(alias: str, use_tz: bool) -> "dict[str, tuple[Field[Any, Any], l
         )
         for field in WorkerJob._meta.concrete_fields
     }
+
+
+@functools.cache
+def _converted_columns(alias: str, use_tz: bool) -> "list[tuple[int, Field[Any, Any], list[Any]]]":
+    """The position of each column of ``job_columns`` that has converters, its field and
+    its converters: most columns (text, integers) have none, and are taken as they come."""
+    converters = _converters(alias, use_tz).values()
+    return [(n, field, each) for n, (field, each) in enumerate(converters) if each]
+
+
+@functools.cache
+def _attnames() -> list[str]:
+    return [field.attname for field in WorkerJob._meta.concrete_fields]
 
 
 def _convert(
@@ -283,10 +294,19 @@ def is_null(column: list[object]) -> bool:
 
 
 @functools.cache
-def _insert_sql(alias: str) -> str:
-    """``INSERT INTO … (columns) VALUES`` of every inserted field, for ``alias``."""
-    table = connections[alias].ops.quote_name(WorkerJob._meta.db_table)
-    return f"INSERT INTO {table} ({inserted_columns(alias)}) VALUES"
+def _table(alias: str) -> str:
+    """The queue's table, quoted for ``alias``'s SQL."""
+    return connections[alias].ops.quote_name(WorkerJob._meta.db_table)
+
+
+@functools.lru_cache(maxsize=64)
+def _values_sql(alias: str, null: tuple[bool, ...], count: int) -> str:
+    """``INSERT … VALUES … RETURNING id`` of ``count`` rows, each column's value a parameter
+    or, where ``null`` says so, NULL. Made once for each shape: a submission's jobs are
+    mostly alike, and so are the batches of a bulk."""
+    row = f"({', '.join('NULL' if none else '%s' for none in null)})"
+    head = f"INSERT INTO {_table(alias)} ({inserted_columns(alias)}) VALUES"
+    return f"{head} {', '.join([row] * count)} RETURNING id"
 
 
 @functools.cache
