@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test suite on every supported Python, Django and database (tox.ini: each Django on each
-# database, each Python once at least), plus lint, types, migrations,
+# The test suite on every supported Python, Django and database (tox.ini: the oldest and
+# newest Django on each database, each Python once at least), plus lint, types, migrations,
 # package and docs: tox, in parallel. Arguments go to tox, e.g. ./test.sh -e py312-dj60-sqlite
 #
 # It installs tox and tox-uv into the default interpreter, puts pyenv's Python 3.10-3.13 on
