@@ -39,6 +39,9 @@ VENDOR_MARKERS = {"mysql", "postgresql", "sqlite"}
 # The database's clock decides when jobs are due; SQLite reads it in milliseconds, rounded up,
 # so a time it gives may lie up to this much past the host's, and a job start that early.
 DATABASE_CLOCK_STEP = timedelta(milliseconds=1)
+# A claimed row's ``started`` is the worker's clock, read as it sends its claim; the database
+# decides the job is due when the claim arrives, which on a loaded machine is a while later.
+CLAIM_IN_FLIGHT = timedelta(milliseconds=500)
 T = TypeVar("T")
 
 
