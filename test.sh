@@ -7,8 +7,8 @@
 # PATH (tox looks for python3.10 ... python3.13 there) and forbids uv to download
 # interpreters, so that a missing one fails its envs, with a line saying how to provide it.
 # The tests need their database servers (PostgreSQL; MariaDB for the mariadb envs) and Redis
-# on 127.0.0.1, and Debian's chromium:
-# .ci/run starts them, then runs this script.
+# on 127.0.0.1, and Debian's chromium and faketime:
+# .ci/run starts or installs them, then runs this script.
 set -euo pipefail
 cd "$(dirname "$0")"
 
