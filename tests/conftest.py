@@ -42,6 +42,10 @@ DATABASE_CLOCK_STEP = timedelta(milliseconds=1)
 # A claimed row's ``started`` is the worker's clock, read as it sends its claim; the database
 # decides the job is due when the claim arrives, which on a loaded machine is a while later.
 CLAIM_IN_FLIGHT = timedelta(milliseconds=500)
+# Seconds a test waits for runworkers to be up: starting Django and a child takes well over
+# 30 on a loaded machine (another tox env, several hosts starting at once), and a wait ends
+# as soon as its condition holds.
+STARTUP_WAIT = 120.0
 T = TypeVar("T")
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from demo.hosts import MissingFaketime, Proxy, skewed_clock
 from django_quickworker.models import WorkerProcess
-from tests.conftest import Runworkers, database_url, wait_until
+from tests.conftest import STARTUP_WAIT, Runworkers, database_url, wait_until
 
 
 def through(proxy: Proxy) -> dict[str, str]:
@@ -26,5 +26,6 @@ def ready(runner: Runworkers) -> None:
     """Wait until ``runner`` has written its WorkerProcess row."""
     wait_until(
         lambda: WorkerProcess.objects.filter(name__contains=f":{runner.process.pid}:").exists(),
+        timeout=STARTUP_WAIT,
         what="runworkers to start",
     )

@@ -12,12 +12,9 @@ from django_quickworker import submit_job
 from django_quickworker.models import WorkerJob
 from django_quickworker.tasks.framework import TaskError, TaskResult, TaskResultStatus, task
 from django_quickworker.tasks.results import TaskInterrupted
-from tests.conftest import CLAIM_IN_FLIGHT, StartRunworkers, wait_until
+from tests.conftest import CLAIM_IN_FLIGHT, STARTUP_WAIT, StartRunworkers, wait_until
 
 FAST = {"QUICKWORKER": '{"POLL_INTERVAL": 0.1}'}
-# Seconds a test waits for a worker: starting Django and a child takes well over 30 on a
-# loaded machine, and a wait ends as soon as its condition holds.
-WAIT = 120
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,7 +24,7 @@ def undiscovered() -> None:
     """A task no worker imports: its module is neither an app's tasks.py nor in MODULES."""
 
 
-def finished(result: TaskResult, timeout: float = WAIT) -> TaskResult:
+def finished(result: TaskResult, timeout: float = STARTUP_WAIT) -> TaskResult:
     """``result``, refreshed until it has finished."""
 
     def refreshed() -> bool:
@@ -92,7 +89,7 @@ def test_statuses_go_ready_running_successful(start_runworkers: StartRunworkers)
         result.refresh()
         return result.status == TaskResultStatus.RUNNING
 
-    wait_until(running, WAIT, "the task to start")
+    wait_until(running, STARTUP_WAIT, "the task to start")
     assert result.started_at is not None and result.finished_at is None
     assert finished(result).status == TaskResultStatus.SUCCESSFUL
     assert result.return_value == 40
@@ -139,7 +136,9 @@ def test_retries_keep_one_result_and_the_context_counts_attempts(
 ) -> None:
     result = tasks.fail_until.enqueue(3)  # alias "retrying": MAX_ATTEMPTS 3, no delay
     start_runworkers("--workers", "1", env=FAST)
-    wait_until(lambda: WorkerJob.objects.filter(status="succeeded").exists(), WAIT, "the 3rd run")
+    wait_until(
+        lambda: WorkerJob.objects.filter(status="succeeded").exists(), STARTUP_WAIT, "the 3rd run"
+    )
     finished(result)
     assert (result.status, result.return_value, result.attempts) == ("SUCCESSFUL", 3, 3)
     assert [error.exception_class for error in result.errors] == [RuntimeError, RuntimeError]
@@ -154,7 +153,7 @@ def test_a_pending_retry_reads_ready_with_the_earlier_error(
 ) -> None:
     result = tasks.fail_once_then_wait.enqueue("first try")  # alias "patient": retry in 1 h
     start_runworkers("--workers", "1", env=FAST)
-    wait_until(lambda: WorkerJob.objects.filter(rescheduled_from=result.id).exists(), WAIT)
+    wait_until(lambda: WorkerJob.objects.filter(rescheduled_from=result.id).exists(), STARTUP_WAIT)
     result.refresh()
     assert result.status == TaskResultStatus.READY
     assert [error.exception_class for error in result.errors] == [RuntimeError]
@@ -220,8 +219,8 @@ def test_a_task_whose_worker_dies_fails_as_interrupted(start_runworkers: StartRu
         result.refresh()
         return result.status == TaskResultStatus.RUNNING
 
-    wait_until(running, WAIT, "the task to start")
-    (child,) = wait_until(runner.children, WAIT, "the worker process")
+    wait_until(running, STARTUP_WAIT, "the task to start")
+    (child,) = wait_until(runner.children, STARTUP_WAIT, "the worker process")
     child.send_signal(signal.SIGKILL)
     error = failed_with(result)
     assert error.exception_class is TaskInterrupted
