@@ -94,6 +94,20 @@ def test_only_the_given_queues_are_claimed() -> None:
 
 
 @pytest.mark.django_db
+def test_queue_names_are_matched_as_written() -> None:
+    # Names that submit_job refuses (written in afterwards), holding what the text of an
+    # SQL array would read as syntax.
+    odd = ['q"uote', "back\\slash", "com,ma", "{braces}", "NULL", " spaced "]
+    for name in odd:
+        WorkerJob.objects.filter(pk=make_job(f"in-{name}").pk).update(queue=name)
+    make_job("in-null", queue="null")
+
+    assert claimed_tags(queues=odd[:3]) == [f"in-{name}" for name in odd[:3]]
+    assert claimed_tags(queues=odd[3:]) == [f"in-{name}" for name in odd[3:]]
+    assert claimed_tags(queues=["null"]) == ["in-null"]
+
+
+@pytest.mark.django_db
 def test_no_queues_means_every_queue() -> None:
     make_job("in-a", queue="a", priority=2)
     make_job("in-default", priority=1)
