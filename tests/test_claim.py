@@ -1,7 +1,7 @@
 """claim_next: which job is claimed, what the claim writes, and exactly-once under concurrency."""
 
 import functools
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -139,6 +139,21 @@ def test_a_claim_marks_the_row_running_under_the_worker_with_a_lease() -> None:
         assert row.finished is None and row.success is None
         assert row.data == {"a": 1, "b": 2}
     assert stored.updated_at >= before
+
+
+@pytest.mark.django_db
+def test_a_claimed_row_reads_as_the_orm_reads_it() -> None:
+    make_job("job", remove_delay=timedelta(days=2))
+
+    claimed = claim_next("w", None, LEASE)
+
+    assert claimed is not None
+    stored = WorkerJob.objects.get(pk=claimed.pk)
+    for field in WorkerJob._meta.concrete_fields:
+        mine, theirs = getattr(claimed, field.attname), getattr(stored, field.attname)
+        assert mine == theirs, field.name
+        if isinstance(theirs, datetime):  # in the same zone too (or none, naive)
+            assert isinstance(mine, datetime) and mine.tzinfo is theirs.tzinfo, field.name
 
 
 @pytest.mark.django_db

@@ -45,6 +45,8 @@ SORTLESS_PLAN = "SELECT set_config('enable_sort', 'off', true)"
 
 
 TIMESTAMPTZ_OID = psycopg.adapters.types["timestamptz"].oid
+# psycopg's loader of timestamptz text, which gives datetimes in the session's time zone.
+SESSION_TZ_LOADER = psycopg.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT)
 # The prepare_threshold that prepares only the statements executed with prepare=True.
 ONLY_WHEN_ASKED = 2**31 - 1
 
@@ -271,9 +273,13 @@ class PostgreSQL(ReturningClaim):
             cursor = PreparedCursor(raw)
             if raw.prepare_threshold is None:  # Django's default, which refuses prepare=True
                 raw.prepare_threshold = ONLY_WHEN_ASKED
-        # As Django sets up its own cursors: datetimes read in its time zone (naive if
-        # USE_TZ is off).
-        if connection.timezone != raw.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT).timezone:
+        if connection.timezone is dt_timezone.utc and raw.info.timezone is dt_timezone.utc:
+            # Django's loader (in Python) would read what psycopg's own (in C, with psycopg's
+            # binary package) reads in a UTC session: the same aware datetimes, in UTC.
+            cursor.adapters.register_loader(TIMESTAMPTZ_OID, SESSION_TZ_LOADER)
+        elif connection.timezone != raw.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT).timezone:
+            # As Django sets up its own cursors: datetimes read in its time zone (naive if
+            # USE_TZ is off).
             register_tzloader(connection.timezone, cursor)
         with self.wrapped(cursor) as wrapper:
             yield wrapper
