@@ -97,11 +97,14 @@ class JobRows:
         Their ids come back in the order of the rows, as Django's ``bulk_create`` relies on.
         """
         # NULL written into the SQL: for one row, half the columns, parameters not sent.
+        if len(columns[0]) == 1:  # every submit_job: one row, no batches to work out
+            values = [value for (value,) in columns]
+            null = tuple(value is None for value in values)
+            sent_values = [value for value in values if value is not None]
+            return [(_values_sql(self.alias, null, 1), sent_values)]
         null = tuple(is_null(column) for column in columns)
         sent = [n for n, none in enumerate(null) if not none]
         rows = list(zip(*(columns[n] for n in sent), strict=True))
-        if len(rows) == 1:  # every submit_job: no batches to work out
-            return [(_values_sql(self.alias, null, 1), list(rows[0]))]
         fields = [inserted_fields()[n] for n in sent]
         size = max(1, min(ROWS_PER_INSERT, self.connection.ops.bulk_batch_size(fields, rows)))
         return [
