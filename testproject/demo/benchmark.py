@@ -218,13 +218,56 @@ def latency(jobs: int, interval: float, workers: int) -> dict[str, float]:
             time.sleep(interval)
         rows = WorkerJob.objects.filter(tag__startswith=f"{TAG}latency:")
         wait_for(lambda: rows.succeeded().count() == jobs, timeout=60)
-    delays = sorted(
-        (first_line - submitted[pk]) * 1000 for pk, first_line in rows.values_list("pk", "result")
+    return percentiles(
+        [(first_line - submitted[pk]) * 1000 for pk, first_line in rows.values_list("pk", "result")]
     )
+
+
+def latency_floor(jobs: int, interval: float) -> dict[str, float]:
+    """``latency``'s floor on PostgreSQL, in raw SQL on the minimal table: this process
+    INSERTs a row with its NOTIFY in one statement; another, LISTENing, claims it with one
+    UPDATE and stamps the time. What this machine allows any queue woken by NOTIFY."""
+    settings_dict = dict(connection.settings_dict)
+    with connection.cursor() as cursor:
+        moment = str(connection.ops.adapt_datetimefield_value(timezone.now()))
+        ceiling_worker.create_minimal(cursor, connection.vendor, 0, moment)
+    spawn = multiprocessing.get_context("spawn")
+    listening = spawn.Event()
+    listener = spawn.Process(
+        target=ceiling_worker.listen_and_claim, args=(settings_dict, jobs, listening)
+    )
+    listener.start()
+    db, _ = ceiling_worker.connect("postgresql", settings_dict)
+    try:
+        if not listening.wait(timeout=60):
+            raise RuntimeError("latency floor: the listener did not start")
+        submitted = {}
+        for _ in range(jobs):
+            before = time.time()
+            submitted[ceiling_worker.submit_with_notify(db)] = before
+            time.sleep(interval)
+        listener.join(timeout=60)
+        started = db.execute(
+            f"SELECT id, extract(epoch FROM finished) FROM {ceiling_worker.MINIMAL_TABLE} "
+            "WHERE state = 'done'"
+        ).fetchall()
+        if len(started) != jobs:
+            raise RuntimeError(f"latency floor: {len(started)} of {jobs} jobs done")
+        return percentiles([(float(at) - submitted[pk]) * 1000 for pk, at in started])
+    finally:
+        listener.kill()
+        with connection.cursor() as cursor:
+            ceiling_worker.drop_minimal(cursor)
+        db.close()
+
+
+def percentiles(delays: list[float]) -> dict[str, float]:
+    """The median, 95th and 99th percentiles of ``delays``."""
+    ordered = sorted(delays)
     return {
-        "p50": statistics.median(delays),
-        "p95": delays[int(len(delays) * 0.95) - 1],
-        "p99": delays[int(len(delays) * 0.99) - 1],
+        "p50": statistics.median(ordered),
+        "p95": ordered[int(len(ordered) * 0.95) - 1],
+        "p99": ordered[int(len(ordered) * 0.99) - 1],
     }
 
 

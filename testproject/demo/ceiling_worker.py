@@ -141,6 +141,44 @@ def create_minimal(cursor: Any, vendor: str, count: int, due: str) -> None:
         )
 
 
+LATENCY_CHANNEL = "bench_latency"
+
+
+def listen_and_claim(settings_dict: dict[str, Any], jobs: int, listening: Any) -> None:
+    """The latency floor's worker (PostgreSQL): LISTEN, and at each notification claim what
+    is due in the minimal table with one UPDATE … RETURNING, stamping when each claim came
+    back as its finish (where a job's first line would run); until ``jobs`` are done.
+    ``listening``, an Event, is set once notifications can arrive."""
+    db, _ = connect("postgresql", settings_dict)
+    db.execute(f"LISTEN {LATENCY_CHANNEL}")
+    listening.set()
+    claim = (
+        f"UPDATE {MINIMAL_TABLE} SET state = 'running' WHERE id = (SELECT id FROM "
+        f"{MINIMAL_TABLE} WHERE state = 'scheduled' AND due <= now() ORDER BY due, id "
+        "LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id"
+    )
+    finish = f"UPDATE {MINIMAL_TABLE} SET state = 'done', finished = to_timestamp(%s) WHERE id = %s"
+    done = 0
+    while done < jobs:
+        # Queries wait for the generator to end: the first notification ends it.
+        if not list(db.notifies(timeout=60, stop_after=1)):
+            return
+        while (row := db.execute(claim).fetchone()) is not None:
+            db.execute(finish, (time.time(), row[0]))
+            done += 1
+
+
+def submit_with_notify(db: Any) -> int:
+    """One row into the minimal table and a NOTIFY, in one autocommit statement, as the
+    queue submits on PostgreSQL; return its id."""
+    (pk,) = db.execute(
+        f"WITH new AS (INSERT INTO {MINIMAL_TABLE} (state, due) VALUES ('scheduled', now()) "
+        f"RETURNING id) SELECT new.id FROM new, (SELECT pg_notify(%s, '')) AS woken",
+        [LATENCY_CHANNEL],
+    ).fetchone()
+    return int(pk)
+
+
 def drop_minimal(cursor: Any) -> None:
     cursor.execute(f"DROP TABLE IF EXISTS {MINIMAL_TABLE}")
 
