@@ -20,6 +20,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from psycopg import Pipeline
 from psycopg.pq import Format
+from psycopg.types.datetime import TimestamptzLoader
 
 from django_quickworker.conf import conf
 from django_quickworker.databases.base import Claim, InDb, ReturningClaim, Wake
@@ -38,8 +39,6 @@ NON_LIBPQ_PARAMS = {"cursor_factory", "context", "prepare_threshold", "server_si
 
 
 TIMESTAMPTZ_OID = psycopg.adapters.types["timestamptz"].oid
-# psycopg's loader of timestamptz text, which gives datetimes in the session's time zone.
-SESSION_TZ_LOADER = psycopg.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT)
 # The prepare_threshold that prepares only the statements executed with prepare=True.
 ONLY_WHEN_ASKED = 2**31 - 1
 
@@ -275,8 +274,9 @@ class PostgreSQL(ReturningClaim):
                 raw.prepare_threshold = ONLY_WHEN_ASKED
         if connection.timezone is dt_timezone.utc and raw.info.timezone is dt_timezone.utc:
             # Django's loader (in Python) would read what psycopg's own (in C, with psycopg's
-            # binary package) reads in a UTC session: the same aware datetimes, in UTC.
-            cursor.adapters.register_loader(TIMESTAMPTZ_OID, SESSION_TZ_LOADER)
+            # binary package, which registering it picks) reads in a UTC session: the same
+            # aware datetimes, in UTC.
+            cursor.adapters.register_loader(TIMESTAMPTZ_OID, TimestamptzLoader)
         elif connection.timezone != raw.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT).timezone:
             # As Django sets up its own cursors: datetimes read in its time zone (naive if
             # USE_TZ is off).
