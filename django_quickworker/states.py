@@ -63,7 +63,8 @@ def fence(job: "WorkerJob") -> dict[str, Any]:
 
 def claimed(worker: str, started: datetime, attempt: object, lease_expires: object) -> Changes:
     """Claiming: running under ``worker`` from ``started``. ``attempt`` (one more than
-    before) and ``lease_expires`` (on the database's clock) may be SQL expressions."""
+    before) and ``lease_expires`` (on the database's clock) may be SQL expressions. (On
+    PostgreSQL, ``quickworker_claim``, a function of the initial migration, writes the same.)"""
     return {
         "status": Status.RUNNING,
         "started": started,

@@ -245,12 +245,8 @@ class ReturningClaim(Database):
 
     def claim(self, claim: Claim) -> WorkerJob | None:
         sql, params = self.claim_statement(claim, timezone.now())
-        row = self.fetch_claimed(f"{sql} RETURNING {self.job_columns()}", params)
+        row = self.fetch_one(f"{sql} RETURNING {self.job_columns()}", params)
         return self.row_to_job(row) if row is not None else None
-
-    def fetch_claimed(self, sql: str, params: Sequence[object]) -> tuple[Any, ...] | None:
-        """Run a statement that claims (``fetch_one``), planned to walk the claimable index."""
-        return self.fetch_one(sql, params)
 
     def claim_statement(self, claim: Claim, now: datetime) -> tuple[str, list[object]]:
         """The UPDATE that claims the next due job (without its RETURNING clause)."""

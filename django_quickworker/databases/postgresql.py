@@ -36,13 +36,6 @@ DEADLOCK = "40P01"  # the SQLSTATE of "deadlock detected"
 TAG_LOCK_NAMESPACE = 0x5157
 # Django's connection parameters that are for its own cursor setup, not for libpq.
 NON_LIBPQ_PARAMS = {"cursor_factory", "context", "prepare_threshold", "server_side_binding"}
-# How a claim is kept on the claimable index, whose order is the claim's (PostgreSQL has no
-# index hints). With statistics taken while the queue was nearly empty, the planner would
-# rather read every scheduled row through another index and sort them, on every claim: a
-# claim's cost grew with the backlog (3.3 ms, not 0.3, at 5,000 jobs), until the next ANALYZE.
-# For the current transaction only: with the claim, sent together, the implicit one of a
-# query string or a pipeline (which lasts until its sync). Not SET LOCAL, which warns there.
-SORTLESS_PLAN = "SELECT set_config('enable_sort', 'off', true)"
 
 
 TIMESTAMPTZ_OID = psycopg.adapters.types["timestamptz"].oid
@@ -85,7 +78,26 @@ class PostgreSQL(ReturningClaim):
         return f"{column} = ANY(%s::text[])", [array_literal(tuple(values))]
 
     def claim(self, claim: Claim) -> WorkerJob | None:
-        return self.retrying(lambda: ReturningClaim.claim(self, claim))
+        return self.retrying(lambda: self.claim_now(claim))
+
+    def claim_now(self, claim: Claim) -> WorkerJob | None:
+        call, params = self.claim_call(claim, timezone.now())
+        rows = self.run_together([(f"SELECT {self.job_columns('claimed')} FROM {call}", params)])
+        return self.row_to_job(rows[0]) if rows else None
+
+    def claim_call(self, claim: Claim, now: datetime) -> tuple[str, list[object]]:
+        """The call of ``quickworker_claim`` (a function of the initial migration), which
+        claims the next due job in one statement, planned to walk the claimable index
+        whatever the statistics say; its row is named ``claimed``."""
+        queues, types = (
+            None if values is None else array_literal(tuple(values))
+            for values in (claim.queues, claim.types)
+        )
+        # The claim's start is the host's clock (the fence, and for display); the lease's
+        # end is the database's, which the rescues of other hosts read.
+        started = self.parameter("started", now)
+        sql = "quickworker_claim(%s, %s, %s, %s::text[], %s::text[]) AS claimed"
+        return sql, [claim.worker, started, claim.lease.total_seconds(), queues, types]
 
     def retried_error(self, error: DatabaseError) -> str | None:
         # A deadlock with the parent's lease renewal, which updates its workers' running rows
@@ -103,27 +115,15 @@ class PostgreSQL(ReturningClaim):
         # One statement: one round trip and one commit per job instead of two, which is
         # most of what a job costs the queue.
         finish_sql, finish_params = self.fenced_finish(job, changes)
-        claim_sql, claim_params = self.claim_statement(claim, timezone.now())
+        claim_sql, claim_params = self.claim_call(claim, timezone.now())
         sql = (
-            f"WITH finished AS ({finish_sql} RETURNING id), "
-            f"claimed AS ({claim_sql} RETURNING *) "
+            f"WITH finished AS ({finish_sql} RETURNING id) "
             f"SELECT (SELECT count(*) FROM finished), {self.job_columns('claimed')} "
-            "FROM (SELECT 1) AS one LEFT JOIN claimed ON true"
+            f"FROM (SELECT 1) AS one LEFT JOIN {claim_sql} ON true"
         )
-        row = self.fetch_claimed(sql, [*finish_params, *claim_params])
-        assert row is not None  # the join always gives one row
+        (row,) = self.run_together([(sql, [*finish_params, *claim_params])])  # the join's one
         finished, *claimed = row
         return finished, self.row_to_job(claimed) if claimed[0] is not None else None
-
-    def fetch_claimed(self, sql: str, params: Sequence[object]) -> tuple[Any, ...] | None:
-        """``sql`` planned without sorting: after the setting, in one transaction of their
-        own, which the setting lasts for. In the caller's transaction the setting would
-        outlive the claim: there, no setting."""
-        if self.connection.get_autocommit():
-            rows = self.run_together([(SORTLESS_PLAN, []), (sql, params)])
-        else:
-            rows = self.run_together([(sql, params)])
-        return rows[0] if rows else None
 
     def insert_jobs(
         self, jobs: list[WorkerJob], replacing: Sequence[str] = (), reason: str = ""

@@ -54,6 +54,10 @@ class JobRows:
                 params.append(_prepare(name, value, connection))
         return ", ".join(clauses), params
 
+    def parameter(self, name: str, value: Any) -> object:
+        """``value`` of column ``name`` as a raw SQL parameter, as the ORM would send it."""
+        return _prepare(name, value, self.connection)
+
     def equal_to(self, values: dict[str, Any]) -> tuple[str, list[object]]:
         """SQL saying that each column of ``values`` holds its value (and parameters)."""
         connection = self.connection

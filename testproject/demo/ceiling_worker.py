@@ -38,8 +38,8 @@ def run(vendor: str, settings_dict: dict[str, Any], name: str, start_at: float, 
     claim_params: tuple[str, ...] = () if table == "minimal" else (name,)
     plans = vendor == "postgresql" and table == "same"
     if plans:
-        # Planned as the queue plans its claim (databases/postgresql.py, SORTLESS_PLAN), in
-        # the same round trip, so that stale statistics cost neither side. Several statements
+        # Planned as the queue's claim is (sorting off, as in quickworker_claim), in the same
+        # round trip, so that stale statistics cost neither side. Several statements
         # in one call take no parameters: the name (ours, "raw:N") is written in.
         claim_sql = "SET LOCAL enable_sort = off; " + claim.format(**{**parts, "p": f"'{name}'"})
         claim_params = ()
