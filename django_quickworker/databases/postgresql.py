@@ -73,8 +73,8 @@ class PostgreSQL(ReturningClaim):
 
     def one_of(self, column: str, values: Sequence[str]) -> tuple[str, list[object]]:
         # One array parameter: the statement's text stays the same for any number of values.
-        # Sent as its text, made once: a worker's claim names the same queues and types each
-        # time, and adapting a list costs psycopg far more than a string.
+        # Sent as its text, made once (array_literal, as the claim sends them): the parent's
+        # look for the next due job names the same queues and types each time.
         return f"{column} = ANY(%s::text[])", [array_literal(tuple(values))]
 
     def claim(self, claim: Claim) -> WorkerJob | None:

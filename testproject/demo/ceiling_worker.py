@@ -39,8 +39,8 @@ def run(vendor: str, settings_dict: dict[str, Any], name: str, start_at: float, 
     plans = vendor == "postgresql" and table == "same"
     if plans:
         # Planned as the queue's claim is (sorting off, as in quickworker_claim), in the same
-        # round trip, so that stale statistics cost neither side. Several statements
-        # in one call take no parameters: the name (ours, "raw:N") is written in.
+        # round trip, so that stale statistics cost neither side. Several statements in one
+        # call take no parameters: the name (ours, "raw:N") is written in.
         claim_sql = "SET LOCAL enable_sort = off; " + claim.format(**{**parts, "p": f"'{name}'"})
         claim_params = ()
     time.sleep(max(0.0, start_at - time.time()) + 0.01)
