@@ -33,6 +33,7 @@ from django_quickworker.submit import OnDuplicateTag
 MANAGE = Path(__file__).resolve().parent.parent / "manage.py"
 TAG = "bench:"  # every row the benchmark writes carries this tag prefix
 CHUNK = 5000
+FINISHED_ROWS_KEPT = 10_000  # in the table while submissions are measured
 
 
 def clear() -> None:
