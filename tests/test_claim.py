@@ -155,6 +155,21 @@ def test_a_claimed_row_reads_as_the_orm_reads_it() -> None:
 
 
 @pytest.mark.django_db
+def test_a_claimed_row_reads_as_the_orm_reads_it_after_use_tz_changes(settings: Settings) -> None:
+    """The queue's reused cursor (PostgreSQL's) reads datetimes in the zone of the settings
+    now, not of those it was made under."""
+    make_job("before")
+    assert claim_next("w", None, LEASE) is not None
+    settings.USE_TZ = False
+    make_job("after")
+    claimed = claim_next("w", None, LEASE)
+    assert claimed is not None
+    stored = WorkerJob.objects.get(pk=claimed.pk)
+    assert claimed.started is not None and timezone.is_naive(claimed.started)
+    assert (claimed.due, claimed.started) == (stored.due, stored.started)
+
+
+@pytest.mark.django_db
 def test_a_claim_adds_one_to_the_attempt() -> None:
     job = make_job("job")
     WorkerJob.objects.filter(pk=job.pk).update(attempt=3)

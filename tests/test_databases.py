@@ -16,6 +16,7 @@ from django_quickworker.checks import check_database, check_database_server
 from django_quickworker.claim import claim_next
 from django_quickworker.databases import MODULES, database
 from django_quickworker.databases.base import Claim
+from django_quickworker.databases.postgresql import PostgreSQL
 from django_quickworker.finish import Outcome, finish_and_claim_next
 from django_quickworker.models import CLAIMABLE_INDEX, Status, WorkerJob
 
@@ -212,3 +213,31 @@ def test_a_deadlock_on_postgresql_is_tried_again_not_a_lost_connection(
     assert tries == 2
     assert "deadlock, trying again" in caplog.text
     assert set(WorkerJob.objects.values_list("priority", flat=True)) == {1}
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_the_queue_reuses_one_cursor_per_postgresql_connection() -> None:
+    """Made once per connection (a new cursor would look up each parameter's dumper again);
+    a new connection, or another thread's, has its own."""
+    db = PostgreSQL(connection.alias)
+    submit_job(tag="first", type="demo.add")
+    cursor = db.server_cursor().cursor
+    assert claim_next("w", None, timedelta(seconds=60)) is not None
+    assert db.server_cursor().cursor is cursor
+    in_thread: list[object] = []
+
+    def another_thread() -> None:
+        in_thread.append(db.server_cursor().cursor)
+        connection.close()
+
+    thread = threading.Thread(target=another_thread)
+    thread.start()
+    thread.join(10)
+    assert in_thread and in_thread[0] is not cursor
+
+    connection.close()
+    submit_job(tag="second", type="demo.add")
+
+    assert db.server_cursor().cursor is not cursor
+    assert set(WorkerJob.objects.values_list("tag", flat=True)) == {"first", "second"}

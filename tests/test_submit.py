@@ -829,8 +829,7 @@ def test_a_replace_cancel_planned_for_any_values_walks_the_index_of_scheduled_ta
     replace read the status index's entry of every scheduled job."""
     db = PostgreSQL(connection.alias)
     sql, params = db.cancel_statement(["t"], CANCELLED_BY_NEW_JOB)
-    with db.server_cursor() as cursor:
-        cursor.execute(sql, params)
+    db.server_cursor().execute(sql, params)
     raw = connection.connection
     newest = "SELECT name FROM pg_prepared_statements ORDER BY prepare_time DESC LIMIT 1"
     (name,) = raw.execute(newest).fetchone()

@@ -41,6 +41,8 @@ NON_LIBPQ_PARAMS = {"cursor_factory", "context", "prepare_threshold", "server_si
 TIMESTAMPTZ_OID = psycopg.adapters.types["timestamptz"].oid
 # The prepare_threshold that prepares only the statements executed with prepare=True.
 ONLY_WHEN_ASKED = 2**31 - 1
+# Where a Django connection keeps server_cursor's cursor, with what it was made for.
+REUSED_CURSOR = "quickworker_cursor"
 
 
 class PreparedCursor(psycopg.Cursor[Any]):
@@ -231,9 +233,9 @@ class PostgreSQL(ReturningClaim):
                     cursor.nextset()
                 return cursor.fetchall()
         if len(statements) == 1:
-            with self.server_cursor() as cursor:
-                cursor.execute(*statements[0])
-                return cursor.fetchall()
+            cursor = self.server_cursor()
+            cursor.execute(*statements[0])
+            return cursor.fetchall()
         if not Pipeline.is_supported():
             return self.one_call_each(statements)
         return self.pipelined(statements)
@@ -244,7 +246,8 @@ class PostgreSQL(ReturningClaim):
         """``run_together`` in libpq's pipeline mode: the statements before its sync run in
         one implicit transaction, which an error in any of them rolls back."""
         connection = self.connection
-        with connection.wrap_database_errors, self.server_cursor() as cursor:
+        cursor = self.server_cursor()
+        with connection.wrap_database_errors:
             with connection.connection.pipeline():
                 for sql, params in statements:
                     cursor.execute(sql, params)
@@ -253,18 +256,33 @@ class PostgreSQL(ReturningClaim):
     def one_call_each(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[Any]:
         """``run_together`` with libpq older than 14: one round trip per statement, in a
         transaction of their own in autocommit mode."""
-        with self.server_cursor() as cursor, self.own_transaction():
+        cursor = self.server_cursor()
+        with self.own_transaction():
             for sql, params in statements:
                 cursor.execute(sql, params)
             return cursor.fetchall()
 
-    @contextlib.contextmanager
-    def server_cursor(self) -> Iterator[Any]:
-        """A cursor that binds parameters on the server, prepared ones (PREPARED_STATEMENTS)
-        or as the connection prepares, in the wrapper Django gives its own cursors (so that
-        query logging, ``execute_wrapper`` and the SDKs that instrument Django see it)."""
+    def server_cursor(self) -> Any:  # a CursorWrapper, whose stubs refuse our parameters
+        """The connection's cursor for the queue's statements, in the wrapper Django gives its
+        own cursors (so that query logging, ``execute_wrapper`` and the SDKs that instrument
+        Django see it). It binds parameters on the server, and prepares the statements
+        (PREPARED_STATEMENTS) or leaves that to the connection.
+
+        One cursor per connection, reused: a new one would look up the dumper of each
+        parameter's type again, a sixth of what a submission costs this process."""
         connection = self.connection
         connection.ensure_connection()
+        raw = connection.connection
+        key = (raw, conf.prepared_statements, connection.timezone, raw.info.timezone)
+        reused = getattr(connection, REUSED_CURSOR, None)
+        if reused is None or reused[0] != key or reused[1].closed:
+            reused = (key, self.new_server_cursor())
+            setattr(connection, REUSED_CURSOR, reused)
+        return self.wrapped(reused[1])
+
+    def new_server_cursor(self) -> "psycopg.Cursor[Any]":
+        """A cursor of ``server_cursor``'s kind, reading datetimes as Django's cursors do."""
+        connection = self.connection
         raw = connection.connection
         if not conf.prepared_statements:
             cursor = psycopg.Cursor(raw)
@@ -281,8 +299,7 @@ class PostgreSQL(ReturningClaim):
             # As Django sets up its own cursors: datetimes read in its time zone (naive if
             # USE_TZ is off).
             register_tzloader(connection.timezone, cursor)
-        with self.wrapped(cursor) as wrapper:
-            yield wrapper
+        return cursor
 
     def wrapped(self, cursor: "psycopg.Cursor[Any]") -> CursorWrapper:
         """``cursor`` in the wrapper Django gives its own cursors."""
