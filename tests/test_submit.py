@@ -15,6 +15,7 @@ from croniter import croniter
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import OperationalError, connection, transaction
+from django.db.models.signals import post_init, pre_init
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
@@ -38,7 +39,7 @@ from django_quickworker.exceptions import (
 )
 from django_quickworker.models import Status, WorkerJob
 from django_quickworker.registry import JobRegistry, job
-from django_quickworker.submit import CANCELLED_BY_NEW_JOB, OnDuplicateTag
+from django_quickworker.submit import CANCELLED_BY_NEW_JOB, OnDuplicateTag, new_job
 from tests.conftest import plan_nodes, round_trips, run_together
 
 pytestmark = pytest.mark.django_db
@@ -942,3 +943,38 @@ def test_options_are_settled_by_value_and_type_and_the_current_settings() -> Non
         with override_settings(QUICKWORKER={"MAX_ATTEMPTS": cap}):
             caps.append(submit_job(tag="r", type="demo.add", auto_reschedule_on_failure=True))
     assert [j.max_attempts for j in caps] == [3, 9]
+
+
+def test_a_job_is_built_as_the_model_builds_it() -> None:
+    """new_job fills in the attributes that Model.__init__ would, without calling it."""
+    values = {"tag": "t", "type": "demo.add", "user_id": None, "data": {"a": [1]}, "priority": 3}
+
+    built, modelled = new_job(values), WorkerJob(**values)
+
+    assert type(built) is WorkerJob
+    assert {**vars(built), "_state": None} == {**vars(modelled), "_state": None}
+    assert (built._state.adding, built._state.db) == (True, None)
+    first, second = new_job({"tag": "t"}), new_job({"tag": "u"})
+    assert first.data == {} and first.data is not second.data  # each its own default dict
+
+
+@pytest.mark.django_db
+def test_a_job_is_built_by_the_model_when_init_signals_are_received() -> None:
+    """With a receiver of pre_init or post_init for WorkerJob, both are sent for each job."""
+    received: list[str] = []
+
+    def on_pre_init(**kwargs: Any) -> None:
+        received.append("pre_init")
+
+    def on_post_init(instance: WorkerJob, **kwargs: Any) -> None:
+        received.append(f"post_init {instance.tag}")
+
+    post_init.connect(on_post_init, sender=WorkerJob)
+    pre_init.connect(on_pre_init, sender=WorkerJob)
+    try:
+        submit_jobs([{"tag": "a", "type": "demo.add"}, {"tag": "b", "type": "demo.add"}])
+    finally:
+        post_init.disconnect(on_post_init, sender=WorkerJob)
+        pre_init.disconnect(on_pre_init, sender=WorkerJob)
+
+    assert received == ["pre_init", "post_init a", "pre_init", "post_init b"]

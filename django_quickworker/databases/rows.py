@@ -284,7 +284,9 @@ def prepared(
     done: dict[tuple[type, Any], object] = {}
     column: list[object] = []
     for value in values:
-        key = (value.__class__, value)  # the type too: True == 1 == 1.0
+        # The type too: True == 1 == 1.0. An empty dict (the data of a job given none) by its
+        # type alone: each row has a dict of its own, and all are written alike.
+        key = (value.__class__, EMPTY if value.__class__ is dict and not value else value)
         try:
             column.append(done[key])
         except KeyError:
@@ -293,6 +295,9 @@ def prepared(
         except TypeError:  # unhashable, such as a job's data: prepared each time
             column.append(_prepare(field.attname, value, connection))
     return column
+
+
+EMPTY = object()  # in prepared()'s keys: the value is an empty dict
 
 
 def is_null(column: list[object]) -> bool:
