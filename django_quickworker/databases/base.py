@@ -1,14 +1,17 @@
 """The base class of the database seam: what every database does alike, and the hooks where
 they differ. (The raw SQL of a job's row is in rows.py.)"""
 
+import functools
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any, ClassVar, TypeVar, cast
 
+from django.conf import settings
 from django.core.checks import CheckMessage
 from django.db import DatabaseError, transaction
 from django.db.models import DateTimeField, IntegerField, QuerySet
@@ -17,7 +20,7 @@ from django.utils import timezone
 
 from django_quickworker.databases.rows import JobRows
 from django_quickworker.models import Status, WorkerJob
-from django_quickworker.states import Changes, claimed, fence
+from django_quickworker.states import Changes, claimed, fence, retention
 
 logger = logging.getLogger(__name__)
 
@@ -182,13 +185,38 @@ class Database(JobRows):
             self.insert_rows(jobs)
             self.wake_workers(queues)
             return
-        with transaction.atomic(using=self.alias, savepoint=False):
+
+        def replace() -> None:
             self.lock_tags(list(replacing))
             if self.fetch_rows(*self.scheduled_with_tags(replacing)):
                 # Usually not: a cheap look spares building and running the costly UPDATE.
                 WorkerJob.objects.using(self.alias).filter(tag__in=replacing).cancel(reason)
             self.insert_rows(jobs)
             self.wake_workers(queues)
+
+        self.in_transaction(replace)
+
+    def in_transaction(self, statements: Callable[[], T]) -> T:
+        """Run ``statements`` in one transaction: the caller's if it has one, else our own."""
+        with transaction.atomic(using=self.alias, savepoint=False):
+            return statements()
+
+    def cancel_statement(self, tags: Sequence[str], reason: str) -> tuple[str, list[object]]:
+        """``WorkerJobQuerySet.cancel_statement`` for the scheduled jobs with ``tags``, now.
+
+        Compiled by the ORM once for each number of tags (and reason and settings it
+        reads), then filled in: compiling it costs more than the submission's round trip.
+        """
+        now = timezone.now()
+        key = (self.alias, len(tags), reason, retention(Status.CANCELLED), settings.USE_TZ)
+        template = _cancel_template(*key) if len(tags) <= TEMPLATED_TAGS else None
+        if template is None:
+            scheduled = WorkerJob.objects.using(self.alias).filter(tag__in=tags)
+            sql, params = scheduled.cancel_statement(reason, now)
+            return sql, list(params)
+        sql, slots = template
+        prepared_now = self.parameter("finished", now)
+        return sql, [_filled(slot, prepared_now, tags) for slot in slots]
 
     def scheduled_with_tags(self, tags: Sequence[str]) -> tuple[str, list[object]]:
         """A SELECT of one row if a scheduled job has one of ``tags``, else of none."""
@@ -258,3 +286,48 @@ class ReturningClaim(Database):
         select, select_params = self.claimable(claim, "id")
         sql = f"UPDATE {self.table} SET {assignments} WHERE id = ({select})"
         return sql, [*assignment_params, *select_params]
+
+
+NOW = object()  # in a cancel template's slots: where the time of cancelling goes
+# Up to this many tags a replace fills a template; a bulk replace compiles its own, once.
+TEMPLATED_TAGS = 32
+
+
+@dataclass(frozen=True)
+class Constant:
+    value: object  # a parameter of a cancel template that is the same every time
+
+
+@functools.lru_cache(maxsize=64)
+def _cancel_template(
+    alias: str, count: int, reason: str, retention: timedelta, use_tz: bool
+) -> tuple[str, list[object]] | None:
+    """The cancel statement of ``count`` tags, compiled with stand-ins for the time and the
+    tags, and its parameters as slots: NOW, a tag's position, or a Constant. None if a
+    stand-in does not come back as itself (the ORM converted it), to compile every time.
+
+    The time comes back as the ORM sends a datetime to the database (the same object on
+    PostgreSQL, text on MySQL), and is filled in that way."""
+    now = datetime.now(dt_timezone.utc) if use_tz else datetime.now()
+    prepared_now = JobRows(alias).parameter("finished", now)
+    tags = [f"stand-in {position}" for position in range(count)]  # told apart by identity
+    scheduled = WorkerJob.objects.using(alias).filter(tag__in=tags)
+    sql, params = scheduled.cancel_statement(reason, now)
+    positions = {id(tag): position for position, tag in enumerate(tags)}
+    slots: list[object] = [
+        NOW
+        if param is prepared_now or param == prepared_now
+        else positions.get(id(param), Constant(param))
+        for param in params
+    ]
+    if NOW not in slots or sorted(s for s in slots if type(s) is int) != list(range(count)):
+        return None
+    return sql, slots
+
+
+def _filled(slot: object, now: object, tags: Sequence[str]) -> object:
+    if slot is NOW:
+        return now
+    if isinstance(slot, Constant):
+        return slot.value
+    return tags[cast(int, slot)]

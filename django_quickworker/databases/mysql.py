@@ -95,8 +95,7 @@ class MySQL(Database):
         return job
 
     def in_transaction(self, statements: Callable[[], T]) -> T:
-        """Run ``statements`` in one transaction: the caller's if it has one, else our own."""
-        if self.connection.in_atomic_block:
+        if not self.connection.get_autocommit():  # in the caller's transaction
             return statements()
         with self.own_transaction():
             return statements()
@@ -122,30 +121,22 @@ class MySQL(Database):
     def lock_tags(self, tags: list[str]) -> None:
         """Lock one row per tag (hashed) of the lock table until the transaction ends.
 
-        Usually the rows exist, and one ``SELECT … FOR UPDATE`` locks them. A tag seen for the
-        first time gets its row from an upsert, which on a duplicate key (a concurrent first
-        submission) locks the existing row exclusively, as ``FOR UPDATE`` would. Sorted, so
-        that two submissions of overlapping tags take their locks in the same order.
+        One upsert: it writes the row of a tag seen for the first time, and on a duplicate
+        key (the row exists, or a concurrent first submission is writing it) locks that row
+        exclusively, as ``FOR UPDATE`` would, changing nothing. Sorted, so that two
+        submissions of overlapping tags take their locks in the same order.
         """
         keys = sorted({zlib.crc32(tag.encode()) for tag in tags})
         if not keys:
             return
         table = self.connection.ops.quote_name(WorkerTagLock._meta.db_table)
-        placeholders = ", ".join(["%s"] * len(keys))
+        values = ", ".join(["(%s)"] * len(keys))
         with self.connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT `key` FROM {table} WHERE `key` IN ({placeholders}) "
-                "ORDER BY `key` FOR UPDATE",
+                f"INSERT INTO {table} (`key`) VALUES {values} "
+                "ON DUPLICATE KEY UPDATE `key` = `key`",
                 keys,
             )
-            missing = sorted(set(keys) - {key for (key,) in cursor.fetchall()})
-            if missing:
-                values = ", ".join(["(%s)"] * len(missing))
-                cursor.execute(
-                    f"INSERT INTO {table} (`key`) VALUES {values} "
-                    "ON DUPLICATE KEY UPDATE `key` = `key`",
-                    missing,
-                )
 
     async def watch_for_jobs(self, wake: Wake, in_db: InDb) -> None:
         """Wake the workers when the highest job id grows: one index lookup per interval,

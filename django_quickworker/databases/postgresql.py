@@ -6,13 +6,11 @@ import functools
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from datetime import timezone as dt_timezone
-from typing import Any, cast
+from typing import Any
 
 import psycopg
-from django.conf import settings
 from django.db import DatabaseError, connections
 from django.db.backends.postgresql.psycopg_any import register_tzloader
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
@@ -25,8 +23,8 @@ from psycopg.types.datetime import TimestamptzLoader
 from django_quickworker.conf import conf
 from django_quickworker.databases.base import Claim, InDb, ReturningClaim, Wake
 from django_quickworker.databases.rows import inserted_columns, inserted_fields, is_null
-from django_quickworker.models import Status, WorkerJob
-from django_quickworker.states import Changes, retention
+from django_quickworker.models import WorkerJob
+from django_quickworker.states import Changes
 
 logger = logging.getLogger(__name__)
 
@@ -160,22 +158,6 @@ class PostgreSQL(ReturningClaim):
         # woken is one row, and a query that has no join condition keeps new's order.
         sql = f"WITH {ctes} SELECT new.id FROM new, woken"
         return sql, [param for _, (_, params) in parts for param in params]
-
-    def cancel_statement(self, tags: Sequence[str], reason: str) -> tuple[str, list[object]]:
-        """``WorkerJobQuerySet.cancel_statement`` for the scheduled jobs with ``tags``, now.
-
-        Compiled by the ORM once for each number of tags (and reason and settings it
-        reads), then filled in: compiling it costs more than the submission's round trip.
-        """
-        now = timezone.now()
-        key = (self.alias, len(tags), reason, retention(Status.CANCELLED), settings.USE_TZ)
-        template = _cancel_template(*key) if len(tags) <= TEMPLATED_TAGS else None
-        if template is None:
-            scheduled = WorkerJob.objects.using(self.alias).filter(tag__in=tags)
-            sql, params = scheduled.cancel_statement(reason, now)
-            return sql, list(params)
-        sql, slots = template
-        return sql, [_filled(slot, now, tags) for slot in slots]
 
     def insert_statements(self, jobs: list[WorkerJob]) -> list[tuple[str, list[object]]]:
         """One INSERT of any number of rows: one array parameter for each column whose value
@@ -391,44 +373,6 @@ def array_literal(values: tuple[str, ...]) -> str:
     backslashes escaped."""
     quoted = (value.replace("\\", "\\\\").replace('"', '\\"') for value in values)
     return "{" + ",".join(f'"{value}"' for value in quoted) + "}"
-
-
-NOW = object()  # in a cancel template's slots: where the time of cancelling goes
-# Up to this many tags a replace fills a template; a bulk replace compiles its own, once.
-TEMPLATED_TAGS = 32
-
-
-@dataclass(frozen=True)
-class Constant:
-    value: object  # a parameter of a cancel template that is the same every time
-
-
-@functools.lru_cache(maxsize=64)
-def _cancel_template(
-    alias: str, count: int, reason: str, retention: timedelta, use_tz: bool
-) -> tuple[str, list[object]] | None:
-    """The cancel statement of ``count`` tags, compiled with stand-ins for the time and the
-    tags, and its parameters as slots: NOW, a tag's position, or a Constant. None if a
-    stand-in does not come back as itself (the ORM converted it), to compile every time."""
-    now = datetime.now(dt_timezone.utc) if use_tz else datetime.now()
-    tags = [f"stand-in {position}" for position in range(count)]  # told apart by identity
-    scheduled = WorkerJob.objects.using(alias).filter(tag__in=tags)
-    sql, params = scheduled.cancel_statement(reason, now)
-    positions = {id(tag): position for position, tag in enumerate(tags)}
-    slots: list[object] = [
-        NOW if param is now else positions.get(id(param), Constant(param)) for param in params
-    ]
-    if NOW not in slots or sorted(s for s in slots if type(s) is int) != list(range(count)):
-        return None
-    return sql, slots
-
-
-def _filled(slot: object, now: datetime, tags: Sequence[str]) -> object:
-    if slot is NOW:
-        return now
-    if isinstance(slot, Constant):
-        return slot.value
-    return tags[cast(int, slot)]
 
 
 @functools.cache
