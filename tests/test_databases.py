@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.db import ProgrammingError, connection, transaction
 
 from django_quickworker import submit_job
 from django_quickworker.checks import check_database, check_database_server
@@ -18,7 +18,7 @@ from django_quickworker.databases import MODULES, database
 from django_quickworker.databases.base import Claim
 from django_quickworker.databases.postgresql import PostgreSQL
 from django_quickworker.finish import Outcome, finish_and_claim_next
-from django_quickworker.models import CLAIMABLE_INDEX, Status, WorkerJob
+from django_quickworker.models import CLAIMABLE_INDEX, Status, WorkerJob, WorkerTagLock
 
 UNSUPPORTED_PROJECT = textwrap.dedent(
     """
@@ -241,3 +241,24 @@ def test_the_queue_reuses_one_cursor_per_postgresql_connection() -> None:
 
     assert db.server_cursor().cursor is not cursor
     assert set(WorkerJob.objects.values_list("tag", flat=True)) == {"first", "second"}
+
+
+@pytest.mark.mysql
+@pytest.mark.django_db(transaction=True)
+def test_statements_run_together_on_mariadb_are_rolled_back_together() -> None:
+    """In autocommit mode the procedure runs them in a transaction of its own: when one
+    fails, the error is the statement's and what the others wrote is undone."""
+    from django_quickworker.databases.mysql import MySQL  # needs mysqlclient
+
+    db = database(connection.alias)
+    assert isinstance(db, MySQL)
+    lock = db.lock_tags_statement(["never-kept"])
+    failing = ("INSERT INTO quickworker_no_such_table VALUES (%s)", [1])
+
+    with pytest.raises(ProgrammingError, match="quickworker_no_such_table"):
+        db.run_together([lock, failing])
+
+    assert connection.get_autocommit()
+    assert not WorkerTagLock.objects.exists()
+    assert db.run_together([lock, ("SELECT %s + 1", [41])]) == [(42,)]
+    assert WorkerTagLock.objects.count() == 1

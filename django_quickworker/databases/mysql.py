@@ -9,6 +9,7 @@ was granted would hide the rows that the competing submission had just written.
 
 import asyncio
 import contextlib
+import json
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -30,6 +31,8 @@ T = TypeVar("T")
 # Errors after which InnoDB has rolled back (deadlock) or refused (lock wait timeout) a
 # statement that succeeds when run again; never the job's fault.
 RETRIED_ERRORS = {1213: "deadlock", 1205: "lock wait timeout"}
+# The call of the procedure that runs several statements in one round trip.
+RUN_TOGETHER = "CALL quickworker_run_together(%s, %s)"
 WATCH_INTERVAL = 0.12  # seconds between the supervisor's looks at the highest job id
 STRICTER_THAN_READ_COMMITTED = {"REPEATABLE-READ", "SERIALIZABLE"}
 
@@ -118,6 +121,39 @@ class MySQL(Database):
         code = error.args[0] if isinstance(error, OperationalError) and error.args else None
         return RETRIED_ERRORS.get(code) if isinstance(code, int) else None
 
+    def insert_jobs(
+        self, jobs: list[WorkerJob], replacing: Sequence[str] = (), reason: str = ""
+    ) -> None:
+        """With ``replacing`` on MariaDB: lock the tags, cancel their scheduled jobs and
+        insert the jobs in one round trip (``run_together``), and in autocommit mode commit
+        them in it too, where one statement after another took five. A bulk of more than one
+        INSERT, and MySQL, whose INSERT returns no ids, go one statement after another."""
+        if not replacing or not self.connection.features.can_return_rows_from_bulk_insert:
+            super().insert_jobs(jobs, replacing, reason)
+            return
+        cancel = self.cancel_statement(replacing, reason)  # first: see submission_statement
+        inserts = self.insert_statements(jobs)
+        if len(inserts) > 1:
+            super().insert_jobs(jobs, replacing, reason)
+            return
+        rows = self.run_together([self.lock_tags_statement(replacing), cancel, *inserts])
+        self.saved(jobs, [pk for (pk,) in rows])
+
+    def run_together(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[Any]:
+        """Run ``statements`` in one round trip and one transaction: the caller's, or in
+        autocommit mode one begun and committed by the procedure that runs them
+        (``quickworker_run_together``, of the initial migration); return their rows."""
+        connection = self.connection
+        with connection.cursor() as cursor, connection.wrap_database_errors:
+            texts = [cursor.mogrify(sql, params) for sql, params in statements]
+            cursor.execute(RUN_TOGETHER, [json.dumps(texts), connection.get_autocommit()])
+            rows: list[Any] = []
+            while True:  # a result for each statement that returns rows, then the call's own
+                if cursor.description is not None:
+                    rows += cursor.fetchall()
+                if not cursor.nextset():
+                    return rows
+
     def lock_tags(self, tags: list[str]) -> None:
         """Lock one row per tag (hashed) of the lock table until the transaction ends.
 
@@ -126,17 +162,16 @@ class MySQL(Database):
         exclusively, as ``FOR UPDATE`` would, changing nothing. Sorted, so that two
         submissions of overlapping tags take their locks in the same order.
         """
+        if tags:
+            with self.connection.cursor() as cursor:
+                cursor.execute(*self.lock_tags_statement(tags))
+
+    def lock_tags_statement(self, tags: Sequence[str]) -> tuple[str, list[object]]:
         keys = sorted({zlib.crc32(tag.encode()) for tag in tags})
-        if not keys:
-            return
         table = self.connection.ops.quote_name(WorkerTagLock._meta.db_table)
         values = ", ".join(["(%s)"] * len(keys))
-        with self.connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {table} (`key`) VALUES {values} "
-                "ON DUPLICATE KEY UPDATE `key` = `key`",
-                keys,
-            )
+        sql = f"INSERT INTO {table} (`key`) VALUES {values} ON DUPLICATE KEY UPDATE `key` = `key`"
+        return sql, list(keys)
 
     async def watch_for_jobs(self, wake: Wake, in_db: InDb) -> None:
         """Wake the workers when the highest job id grows: one index lookup per interval,
