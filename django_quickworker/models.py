@@ -31,6 +31,7 @@ class Backoff(models.TextChoices):
 
 
 CLAIMABLE_INDEX = "quickworker_claimable"
+PENDING_TAG_INDEX = "quickworker_pending_tag"
 
 
 class WorkerJobQuerySet(models.QuerySet["WorkerJob"]):
@@ -258,7 +259,7 @@ class WorkerJob(models.Model):
                 name="quickworker_removable",
             ),
             PartialIndex(
-                fields=["tag"], condition=Q(status=Status.SCHEDULED), name="quickworker_pending_tag"
+                fields=["tag"], condition=Q(status=Status.SCHEDULED), name=PENDING_TAG_INDEX
             ),
             # Behind the admin's filters, search, date hierarchy and summary; measured on a
             # million rows, each keeps its page in milliseconds (about 20 µs more per job).

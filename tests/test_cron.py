@@ -316,12 +316,12 @@ def test_five_runworkers_started_at_once_schedule_the_cleanup_once(
         with connection.cursor() as cursor:
             if connection.vendor == "mysql":
                 # Connections of this database (the server may be shared) inside the tag
-                # lock's SELECT, which only a lock keeps them in: InnoDB does not always
-                # flag a wait on a row read by its primary key as LOCK WAIT.
+                # lock's upsert, which only a lock keeps them in: InnoDB does not always
+                # flag a wait on a row by its primary key as LOCK WAIT.
                 cursor.execute(
                     "SELECT count(*) FROM information_schema.PROCESSLIST "
                     "WHERE DB = DATABASE() AND INFO LIKE %s",
-                    [f"SELECT `key` FROM `{WorkerTagLock._meta.db_table}`%"],
+                    [f"INSERT INTO `{WorkerTagLock._meta.db_table}`%"],
                 )
             else:
                 cursor.execute(

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from django_quickworker import submit_job, submit_jobs
 from django_quickworker.conf import conf
+from django_quickworker.databases import database
 from django_quickworker.databases import rows as databases_rows
 from django_quickworker.databases.postgresql import (
     NOTIFY_CHANNEL,
@@ -861,6 +862,20 @@ def test_a_replace_cancel_planned_for_any_values_walks_the_index_of_scheduled_ta
     finally:
         raw.execute("RESET plan_cache_mode")
     assert ("Index Scan", "quickworker_pending_tag") in plan_nodes(plan)
+
+
+@pytest.mark.sqlite
+@pytest.mark.django_db
+def test_a_replace_on_sqlite_looks_its_tags_up_in_the_index_of_scheduled_tags() -> None:
+    """Without statistics SQLite read every scheduled job through the status index, for the
+    look and for the cancel, on every replace."""
+    db = database(connection.alias)
+    statements = [db.scheduled_with_tags(["t", "u"]), db.cancel_statement(["t"], "replaced")]
+    with connection.cursor() as cursor:
+        for sql, params in statements:
+            cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+            plan = " ".join(str(row[-1]) for row in cursor.fetchall())
+            assert "USING INDEX quickworker_pending_tag (tag=?)" in plan, (sql, plan)
 
 
 # What the fast insert path writes must be what the ORM's save() would write, column for

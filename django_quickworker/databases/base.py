@@ -189,8 +189,9 @@ class Database(JobRows):
         def replace() -> None:
             self.lock_tags(list(replacing))
             if self.fetch_rows(*self.scheduled_with_tags(replacing)):
-                # Usually not: a cheap look spares building and running the costly UPDATE.
-                WorkerJob.objects.using(self.alias).filter(tag__in=replacing).cancel(reason)
+                # Usually not: a cheap look spares running the UPDATE.
+                with self.connection.cursor() as cursor:
+                    cursor.execute(*self.cancel_statement(replacing, reason))
             self.insert_rows(jobs)
             self.wake_workers(queues)
 
@@ -213,17 +214,28 @@ class Database(JobRows):
         if template is None:
             scheduled = WorkerJob.objects.using(self.alias).filter(tag__in=tags)
             sql, params = scheduled.cancel_statement(reason, now)
-            return sql, list(params)
+            return self.pending_tags_hinted(sql), list(params)
         sql, slots = template
         prepared_now = self.parameter("finished", now)
-        return sql, [_filled(slot, prepared_now, tags) for slot in slots]
+        return self.pending_tags_hinted(sql), [_filled(slot, prepared_now, tags) for slot in slots]
+
+    # How a statement names the index of scheduled jobs' tags, if it must.
+    pending_tag_index_hint: ClassVar[str] = ""
+
+    def pending_tags_hinted(self, update: str) -> str:
+        """``update`` (the ORM's ``UPDATE <table> SET …`` of scheduled jobs by tag) naming
+        the index of their tags, where the database must be told."""
+        head = f"UPDATE {self.table} SET "
+        if not self.pending_tag_index_hint or not update.startswith(head):
+            return update
+        return f"UPDATE {self.table} {self.pending_tag_index_hint} SET {update[len(head) :]}"
 
     def scheduled_with_tags(self, tags: Sequence[str]) -> tuple[str, list[object]]:
         """A SELECT of one row if a scheduled job has one of ``tags``, else of none."""
         condition, params = self.one_of("tag", tags)
         # The status is written in, so that SQLite uses the partial index of pending tags.
         sql = (
-            f"SELECT 1 AS scheduled FROM {self.table} "
+            f"SELECT 1 AS scheduled FROM {self.table} {self.pending_tag_index_hint} "
             f"WHERE status = '{Status.SCHEDULED}' AND {condition} LIMIT 1"
         )
         return sql, params

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Warning
 
 from django_quickworker.databases.base import InDb, ReturningClaim, Wake
-from django_quickworker.models import CLAIMABLE_INDEX
+from django_quickworker.models import CLAIMABLE_INDEX, PENDING_TAG_INDEX
 
 # Seconds between looks at the database's files. A look is a stat() of two files, no query,
 # and costs the parent about 0.2 ms of CPU with the event loop's wake-up: 0.4% of a core.
@@ -22,6 +22,9 @@ class SQLite(ReturningClaim):
     # SQLite, without statistics, would rather sort every scheduled row than walk the index
     # that is already in claim order; name it.
     claim_index_hint = f"INDEXED BY {CLAIMABLE_INDEX}"
+    # Likewise, it would rather read every scheduled job through the status index than look
+    # their tags up in this one, on every replace: 1.8 ms a submission with 6,000 scheduled.
+    pending_tag_index_hint = f"INDEXED BY {PENDING_TAG_INDEX}"
     claim_lock = ""  # the write lock, taken at BEGIN IMMEDIATE, serializes claimers
 
     def now_sql(self) -> str:
