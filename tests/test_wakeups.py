@@ -5,13 +5,19 @@ database's watch for new jobs, or the parent's look at the next due time) can ex
 started within a few seconds.
 """
 
+import asyncio
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from django_quickworker import submit_job
+from django_quickworker.databases import database
 from django_quickworker.models import Status, WorkerJob
 from tests.conftest import Runworkers, StartRunworkers, wait_until
 
@@ -74,3 +80,43 @@ def test_a_retry_starts_when_its_backoff_ends(start_runworkers: StartRunworkers)
     )
     assert retry.started is not None
     assert retry.started - retry.due < timedelta(seconds=3), runner.output
+
+
+@pytest.mark.mysql
+@pytest.mark.django_db(transaction=True)
+def test_mariadbs_watch_slows_down_while_no_jobs_arrive_and_speeds_up_after_one() -> None:
+    """An idle host asks for the highest job id a few times a second, not eight; once a job
+    arrives, it looks again soon."""
+    db = database(connection.alias)
+    looks: list[float] = []
+    woken: list[float] = []
+    thread = ThreadPoolExecutor(1)  # as the supervisor's database thread: its own connection
+
+    async def in_db(function: Callable[[], Any]) -> Any:
+        looks.append(time.monotonic())
+        return await asyncio.get_running_loop().run_in_executor(thread, function)
+
+    async def watch() -> None:
+        task = asyncio.create_task(
+            db.watch_for_jobs(lambda _: woken.append(time.monotonic()), in_db)
+        )
+        await asyncio.sleep(2.5)
+        idle_looks = len(looks)
+        await asyncio.get_running_loop().run_in_executor(
+            thread, lambda: submit_job(tag="watched", type="demo.add")
+        )
+        while not woken and time.monotonic() - looks[0] < 10:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        task.cancel()
+        assert idle_looks <= 10, looks  # at 120 ms, 21
+
+    try:
+        asyncio.run(watch())
+    finally:
+        thread.submit(lambda: connection.close()).result()
+        thread.shutdown()
+    assert len(woken) == 1
+    found = max(n for n, at in enumerate(looks) if at <= woken[0])
+    before, after = looks[found] - looks[found - 1], looks[found + 1] - looks[found]
+    assert after < before, looks

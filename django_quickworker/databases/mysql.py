@@ -33,7 +33,11 @@ T = TypeVar("T")
 RETRIED_ERRORS = {1213: "deadlock", 1205: "lock wait timeout"}
 # The call of the procedure that runs several statements in one round trip.
 RUN_TOGETHER = "CALL quickworker_run_together(%s, %s)"
-WATCH_INTERVAL = 0.12  # seconds between the supervisor's looks at the highest job id
+# Seconds between the supervisor's looks at the highest job id: this while jobs arrive, and
+# after each look that found none twice the one before, up to IDLE_WATCH_INTERVAL. A look is
+# cheap, but an idle host should ask the server a few of them a second, not eight.
+WATCH_INTERVAL = 0.12
+IDLE_WATCH_INTERVAL = 0.48
 STRICTER_THAN_READ_COMMITTED = {"REPEATABLE-READ", "SERIALIZABLE"}
 
 
@@ -177,9 +181,13 @@ class MySQL(Database):
         """Wake the workers when the highest job id grows: one index lookup per interval,
         for the whole host. Jobs that fall due later are the parent's look-ahead's."""
         highest = await in_db(self.highest_job_id)
+        interval = WATCH_INTERVAL
         while True:
-            await asyncio.sleep(WATCH_INTERVAL)
-            highest = self.wake_if_higher(wake, highest, await in_db(self.highest_job_id))
+            await asyncio.sleep(interval)
+            latest = self.wake_if_higher(wake, highest, await in_db(self.highest_job_id))
+            grew = latest != highest
+            interval = WATCH_INTERVAL if grew else min(interval * 2, IDLE_WATCH_INTERVAL)
+            highest = latest
 
     def estimate_rows(self, queryset: QuerySet[Any]) -> int | None:
         """The optimiser's estimate of the rows it reads (EXPLAIN's ``rows``)."""
