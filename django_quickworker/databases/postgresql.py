@@ -255,7 +255,9 @@ class PostgreSQL(ReturningClaim):
         connection = self.connection
         connection.ensure_connection()
         raw = connection.connection
-        key = (raw, conf.prepared_statements, connection.timezone, raw.info.timezone)
+        # The session's time zone as the server reported it: reading it as a tzinfo costs more.
+        session_zone = raw.pgconn.parameter_status(b"TimeZone")
+        key = (raw, conf.prepared_statements, connection.timezone, session_zone)
         reused = getattr(connection, REUSED_CURSOR, None)
         if reused is None or reused[0] != key or reused[1].closed:
             reused = (key, self.new_server_cursor())

@@ -131,10 +131,11 @@ class JobRows:
                 setattr(job, field.attname, now)
         connection = self.connection
         if len(jobs) == 1:  # the usual submission: no column to look through
-            (job,) = jobs
+            values, plain = vars(jobs[0]), _plain_columns()
+            # Half the columns of a new job are NULL, which every field sends as it is.
             return [
-                [_prepare(field.attname, getattr(job, field.attname), connection)]
-                for field in inserted_fields()
+                [value if value is None or name in plain else _prepare(name, value, connection)]
+                for name, value in ((name, values[name]) for name in _inserted_attnames())
             ]
         return [
             prepared(field, list(map(operator.attrgetter(field.attname), jobs)), connection)
@@ -261,6 +262,11 @@ def _plain_columns() -> frozenset[str]:
 @functools.cache
 def inserted_fields() -> "list[Field[Any, Any]]":
     return [field for field in WorkerJob._meta.concrete_fields if not field.primary_key]
+
+
+@functools.cache
+def _inserted_attnames() -> list[str]:
+    return [field.attname for field in inserted_fields()]
 
 
 @functools.cache
