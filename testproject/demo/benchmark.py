@@ -453,8 +453,9 @@ def _gone() -> Iterator[None]:
 
 @contextmanager
 def running_workers(workers: int, settle: float = 2.0) -> Iterator[subprocess.Popen[bytes]]:
-    """``runworkers`` running while the block runs; ``settle`` seconds for its children to
-    start and go idle first."""
+    """``runworkers`` running while the block runs. With ``settle``, each of its children has
+    run a job first, and then all idled for ``settle`` seconds: a child's start-up (imports,
+    and compiling them where no bytecode is cached) can take longer than any fixed wait."""
     process = runworkers("--workers", str(workers))
     try:
         # This runworkers' own row: one left by a process that died unannounced would not do.
@@ -462,11 +463,36 @@ def running_workers(workers: int, settle: float = 2.0) -> Iterator[subprocess.Po
             name__startswith=f"{socket.gethostname()}:{process.pid}:"
         )
         wait_for(mine.exists, timeout=60)
-        time.sleep(settle)
+        if settle:
+            every_worker_ran_a_job(workers)
+            time.sleep(settle)
         yield process
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
+
+
+def every_worker_ran_a_job(workers: int, timeout: float = 120) -> None:
+    """Submit short sleeps, ``workers`` at a time, until that many children have run one."""
+    warm_ups = WorkerJob.objects.filter(tag__startswith=f"{TAG}warm-up:")
+    deadline = time.monotonic() + timeout
+    batch = 0
+    while warm_ups.succeeded().values("worker").distinct().count() < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"fewer than {workers} workers ran a job in {timeout}s")
+        if not (warm_ups.scheduled().exists() or warm_ups.running().exists()):
+            sleeps = [
+                {
+                    "tag": f"{TAG}warm-up:{batch}:{n}",
+                    "type": "demo.asyncSleep",
+                    "data": {"seconds": 0.2},
+                }
+                for n in range(workers)
+            ]
+            submit_jobs(sleeps, on_duplicate_tag="allow")
+            batch += 1
+        time.sleep(0.05)
+    warm_ups.delete()
 
 
 def wait_for(condition: Callable[[], bool], timeout: float) -> None:
