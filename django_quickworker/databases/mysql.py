@@ -135,7 +135,9 @@ class MySQL(Database):
         if not replacing or not self.connection.features.can_return_rows_from_bulk_insert:
             super().insert_jobs(jobs, replacing, reason)
             return
-        cancel = self.cancel_statement(replacing, reason)  # first: see submission_statement
+        # The cancel first: the new rows' created_at must not precede the finished of the
+        # jobs they replace (as replacement() reads them).
+        cancel = self.cancel_statement(replacing, reason)
         inserts = self.insert_statements(jobs)
         if len(inserts) > 1:
             super().insert_jobs(jobs, replacing, reason)
