@@ -60,7 +60,6 @@ DROP_CLAIM_FUNCTION = (
 )
 
 
-
 # MariaDB's way to send several statements in one round trip (its protocol's own needs the
 # connection option CLIENT_MULTI_STATEMENTS, which Django leaves off): a procedure that runs
 # each SQL text of a JSON array, all in the caller's transaction, or in autocommit mode in a
