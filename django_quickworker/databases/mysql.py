@@ -131,7 +131,8 @@ class MySQL(Database):
         """With ``replacing`` on MariaDB: lock the tags, cancel their scheduled jobs and
         insert the jobs in one round trip (``run_together``), and in autocommit mode commit
         them in it too, where one statement after another took five. A bulk of more than one
-        INSERT, and MySQL, whose INSERT returns no ids, go one statement after another."""
+        INSERT goes one statement after another (the procedure would read its large array
+        once per statement), and so does MySQL, whose INSERT returns no ids."""
         if not replacing or not self.connection.features.can_return_rows_from_bulk_insert:
             super().insert_jobs(jobs, replacing, reason)
             return
@@ -139,11 +140,9 @@ class MySQL(Database):
         # jobs they replace (as replacement() reads them).
         cancel = self.cancel_statement(replacing, reason)
         inserts = self.insert_statements(jobs)
-        if len(inserts) > 1:
-            super().insert_jobs(jobs, replacing, reason)
-            return
-        rows = self.run_together([self.lock_tags_statement(replacing), cancel, *inserts])
-        self.saved(jobs, [pk for (pk,) in rows])
+        statements = [self.lock_tags_statement(replacing), cancel, *inserts]
+        run = self.run_together if len(inserts) == 1 else self.run_one_by_one
+        self.saved(jobs, [pk for (pk,) in run(statements)])
 
     def run_together(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[Any]:
         """Run ``statements`` in one round trip and one transaction: the caller's, or in
@@ -159,6 +158,20 @@ class MySQL(Database):
                     rows += cursor.fetchall()
                 if not cursor.nextset():
                     return rows
+
+    def run_one_by_one(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[Any]:
+        """``run_together`` at one round trip a statement; return their rows."""
+
+        def each() -> list[Any]:
+            rows: list[Any] = []
+            with self.connection.cursor() as cursor:
+                for sql, params in statements:
+                    cursor.execute(sql, params)
+                    if cursor.description is not None:
+                        rows += cursor.fetchall()
+            return rows
+
+        return self.in_transaction(each)
 
     def lock_tags(self, tags: list[str]) -> None:
         """Lock one row per tag (hashed) of the lock table until the transaction ends.
